@@ -1,0 +1,11 @@
+//! kata-runtime: the node operator's tool for Kata Containers (check, env, exec, metrics,
+//! factory, direct-volume, iptables), a drop-in for the Go `kata-runtime` 3.0.0.
+
+pub mod config;
+pub mod errors;
+pub mod paths;
+
+/// Generated VM cache gRPC code (`proto/cache.proto`).
+pub mod cache {
+    tonic::include_proto!("cache");
+}
