@@ -50,3 +50,9 @@ mod tests {
         );
     }
 }
+
+/// A command that has already said everything it has to say and wants this exit code
+/// (e.g. `check` after printing its verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Exit(pub i32);

@@ -1,9 +1,15 @@
 //! kata-runtime: the node operator's tool for Kata Containers (check, env, exec, metrics,
 //! factory, direct-volume, iptables), a drop-in for the Go `kata-runtime` 3.0.0.
 
+pub mod app;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod context;
 pub mod errors;
+pub mod logging;
 pub mod paths;
+pub mod version;
 
 /// Generated VM cache gRPC code (`proto/cache.proto`).
 pub mod cache {

@@ -1,0 +1,163 @@
+//! The top-level algorithm (spec §1.3–§1.5): parse, help and version short-cuts, the
+//! pre-command step (log destination, context), dispatch, and mapping the result to an
+//! exit code. `main` only calls [`run`].
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{CommandFactory, FromArgMatches};
+use slog::{Level, error, info};
+
+use crate::cli::{Cli, Command, normalize_args};
+use crate::commands;
+use crate::context::Context;
+use crate::errors::{Exit, is_broken_pipe};
+use crate::logging::{Destination, LogFormat, LogrusDrain, logger};
+use crate::paths::{self, HostRoot};
+use crate::version;
+
+/// The clap command with the runtime parts (version block) filled in.
+pub fn command() -> clap::Command {
+    // The version block indents only its first line, as the Go template does (spec §1.7).
+    let after = format!("VERSION:\n   {}\nNOTES:{}", version::text(), crate::cli::NOTES.trim_start_matches("NOTES:"));
+    Cli::command().after_help(after)
+}
+
+/// Runs the program with `args` (including argv[0]) and returns the exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args = normalize_args(args);
+    let matches = match command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 2,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return 2;
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+fn report(e: &anyhow::Error) -> i32 {
+    if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+        return *code;
+    }
+    if is_broken_pipe(e) {
+        return 0;
+    }
+    let _ = writeln!(std::io::stderr(), "{e:#}");
+    1
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    if g.version {
+        return version::print(&mut std::io::stdout().lock());
+    }
+    if g.show_default_config_paths {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", paths::SYSCONF_CONFIG)?;
+        writeln!(out, "{}", paths::DEFAULT_CONFIG)?;
+        return Ok(());
+    }
+    let Some(cmd) = cli.command else {
+        command().print_help()?;
+        return Ok(());
+    };
+    // Help and version never need a configuration, a log file or anything else (fixes Q3).
+    match &cmd {
+        Command::Help { command: words } => return help(words),
+        Command::Version { .. } => return version::print(&mut std::io::stdout().lock()),
+        _ => {}
+    }
+
+    let format = LogFormat::parse(&g.log_format).map_err(anyhow::Error::msg)?;
+    if !g.rootless.is_empty() && !g.rootless.eq_ignore_ascii_case("auto") && crate::cli::parse_go_bool(&g.rootless).is_none() {
+        anyhow::bail!("invalid --rootless value \"{}\": use true, false or auto", g.rootless);
+    }
+    let host = HostRoot::from_env();
+    let name = command_name(&cmd);
+    let syslog = Some(host.join("/dev/log"));
+    let log = match &cmd {
+        // `check` logs to stderr; `--log` is for the other commands (spec §1.4).
+        Command::Check(a) => {
+            let level = if a.verbose { Level::Info } else { Level::Warning };
+            logger(LogrusDrain::new(Destination::Stderr, LogFormat::Text, level, None), None)
+        }
+        _ => {
+            let dest = Destination::open(&g.log).map_err(anyhow::Error::msg)?;
+            logger(LogrusDrain::new(dest, format, Level::Info, syslog), Some(name))
+        }
+    };
+    let ctx = Context::new(host, cli.global.clone(), log);
+    let positional = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect::<Vec<_>>().join(" ");
+    info!(ctx.log, ""; "version" => version::VERSION, "commit" => version::commit_or_unknown(), "arguments" => format!("\"{positional}\""));
+    let result = commands::run(&ctx, cmd);
+    if let Err(e) = &result
+        && e.downcast_ref::<Exit>().is_none()
+        && !is_broken_pipe(e)
+    {
+        error!(ctx.log, "{e:#}");
+    }
+    result
+}
+
+fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Version { .. } => "version",
+        Command::Check(_) => "check",
+        Command::Env(_) => "env",
+        Command::Exec(_) => "exec",
+        Command::Metrics(_) => "metrics",
+        Command::Factory(_) => "factory",
+        Command::DirectVolume(_) => "direct-volume",
+        Command::Iptables(_) => "iptables",
+        Command::Help { .. } => "help",
+    }
+}
+
+/// `help [CMD [SUB]]`: the help of that command, with no configuration needed.
+fn help(words: &[String]) -> anyhow::Result<()> {
+    let mut cmd = command();
+    if words.is_empty() {
+        cmd.print_help()?;
+        return Ok(());
+    }
+    let mut current = &mut cmd;
+    for w in words {
+        match current.find_subcommand_mut(w) {
+            Some(sub) => current = sub,
+            None => anyhow::bail!("Invalid command \"{w}\""),
+        }
+    }
+    // Render through a parse so the usage line carries the full command path.
+    let mut argv: Vec<String> = vec!["kata-runtime".into()];
+    argv.extend(words.iter().cloned());
+    argv.push("--help".into());
+    match command().try_get_matches_from(argv) {
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            e.print()?;
+            Ok(())
+        }
+        _ => {
+            current.print_help()?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Logging with slog in the Go tool's logrus layout (spec §1.8): `time`, `level`, `msg`,
+//! then the fields sorted by key (`arch`, `command`, `name`, `pid`, `source`, ...), or one
+//! JSON object a line with `--log-format json`. Syslog is best effort (fixes Q2): a host
+//! without `/dev/log` loses nothing but the syslog copy.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use slog::{Drain, KV, Level, Logger, OwnedKVList, Record, o};
+
+/// The record layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log-format \"{other}\" (use \"text\" or \"json\")")),
+        }
+    }
+}
+
+/// Go's GOARCH name for the running architecture.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// Where records go.
+pub enum Destination {
+    Stderr,
+    File(std::fs::File),
+    Sink,
+}
+
+impl Destination {
+    /// `--log`: `""` is stderr, `/dev/null` writes nothing, anything else is opened for
+    /// append (created with mode 0640).
+    pub fn open(path: &str) -> Result<Self, String> {
+        match path {
+            "" => Ok(Destination::Stderr),
+            "/dev/null" => Ok(Destination::Sink),
+            p => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .custom_flags(libc::O_SYNC)
+                .open(p)
+                .map(Destination::File)
+                .map_err(|e| crate::errors::op_path("open", Path::new(p), &e)),
+        }
+    }
+}
+
+/// The drain: formats a record and writes it, plus a best-effort syslog copy.
+pub struct LogrusDrain {
+    dest: Mutex<Destination>,
+    format: LogFormat,
+    level: Level,
+    syslog: Option<PathBuf>,
+}
+
+impl LogrusDrain {
+    pub fn new(dest: Destination, format: LogFormat, level: Level, syslog: Option<PathBuf>) -> Self {
+        Self { dest: Mutex::new(dest), format, level, syslog }
+    }
+}
+
+/// logrus level names.
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Critical => "fatal",
+        Level::Error => "error",
+        Level::Warning => "warning",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+struct Collect(BTreeMap<String, String>);
+
+impl slog::Serializer for Collect {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+        self.0.insert(key.to_string(), val.to_string());
+        Ok(())
+    }
+}
+
+impl Drain for LogrusDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record, values: &OwnedKVList) -> Result<(), slog::Never> {
+        if !record.level().is_at_least(self.level) {
+            return Ok(());
+        }
+        let mut fields = Collect(BTreeMap::new());
+        // Logger fields first, then the record's own: a per-call field wins (spec §1.8).
+        let _ = values.serialize(record, &mut fields);
+        let _ = record.kv().serialize(record, &mut fields);
+        let msg = record.msg().to_string();
+        let time = rfc3339_now();
+        let line = match self.format {
+            LogFormat::Text => text_line(&time, record.level(), &msg, &fields.0),
+            LogFormat::Json => json_line(&time, record.level(), &msg, &fields.0),
+        };
+        if let Ok(mut dest) = self.dest.lock() {
+            let _ = match &mut *dest {
+                Destination::Stderr => io::stderr().write_all(line.as_bytes()),
+                Destination::File(f) => f.write_all(line.as_bytes()),
+                Destination::Sink => Ok(()),
+            };
+        }
+        if let Some(sock) = &self.syslog {
+            send_syslog(sock, record.level(), &text_line(&time, record.level(), &msg, &fields.0));
+        }
+        Ok(())
+    }
+}
+
+/// Go `%q`-style quoting when a value has characters outside logrus's safe set.
+fn needs_quoting(s: &str) -> bool {
+    s.chars().any(|c| !(c.is_ascii_alphanumeric() || "-._/@^+".contains(c)))
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+pub fn text_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, String>) -> String {
+    let mut line = format!("time=\"{time}\" level={}", level_name(level));
+    if !msg.is_empty() {
+        let _ = write!(line, " msg={}", quote(msg));
+    }
+    for (k, v) in fields {
+        if needs_quoting(v) {
+            let _ = write!(line, " {k}={}", quote(v));
+        } else {
+            let _ = write!(line, " {k}={v}");
+        }
+    }
+    line.push('\n');
+    line
+}
+
+pub fn json_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, String>) -> String {
+    let mut map: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    map.insert("level", level_name(level));
+    map.insert("msg", msg);
+    map.insert("time", time);
+    let mut line = serde_json::to_string(&map).unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+/// Syslog severity per level, facility user (spec Q52: the Go tool used kern by mistake).
+fn send_syslog(sock: &Path, level: Level, text: &str) {
+    let severity = match level {
+        Level::Critical | Level::Error => 3,
+        Level::Warning => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    };
+    let pri = 8 + severity; // LOG_USER
+    let msg = format!("<{pri}>kata[{}]: {}", std::process::id(), text.trim_end());
+    if let Ok(s) = UnixDatagram::unbound() {
+        let _ = s.send_to(msg.as_bytes(), sock);
+    }
+}
+
+/// Local time as RFC 3339 with seconds and the zone offset, like logrus.
+pub fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: `tm` is a plain C struct for which all-zero bytes are a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to live, properly aligned locals for the whole call.
+    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+        return String::new();
+    }
+    let off = tm.tm_gmtoff;
+    let zone = if off == 0 {
+        "Z".to_string()
+    } else {
+        let sign = if off < 0 { '-' } else { '+' };
+        let off = off.abs();
+        format!("{sign}{:02}:{:02}", off / 3600, (off % 3600) / 60)
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{zone}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// The root logger with the base fields every record carries.
+pub fn logger(drain: LogrusDrain, command: Option<&str>) -> Logger {
+    let base = Logger::root(drain.fuse(), o!(
+        "name" => "kata-runtime",
+        "source" => "runtime",
+        "arch" => go_arch(),
+        "pid" => std::process::id(),
+    ));
+    match command {
+        Some(c) => base.new(o!("command" => c.to_string())),
+        None => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_layout_sorts_fields_and_quotes_when_needed() {
+        let mut f = BTreeMap::new();
+        f.insert("name".to_string(), "vmx".to_string());
+        f.insert("description".to_string(), "Virtualization support".to_string());
+        let line = text_line("T", Level::Error, "CPU property not found", &f);
+        assert_eq!(
+            line,
+            "time=\"T\" level=error msg=\"CPU property not found\" description=\"Virtualization support\" name=vmx\n"
+        );
+    }
+
+    #[test]
+    fn json_layout_has_level_msg_time() {
+        let mut f = BTreeMap::new();
+        f.insert("arch".to_string(), "amd64".to_string());
+        let v: serde_json::Value = serde_json::from_str(&json_line("T", Level::Info, "m", &f)).unwrap();
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["msg"], "m");
+        assert_eq!(v["arch"], "amd64");
+    }
+
+    #[test]
+    fn log_format_is_validated() {
+        assert_eq!(LogFormat::parse("json"), Ok(LogFormat::Json));
+        assert!(LogFormat::parse("xml").unwrap_err().contains("unknown log-format \"xml\""));
+    }
+}
