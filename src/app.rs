@@ -19,7 +19,11 @@ use crate::version;
 /// The clap command with the runtime parts (version block) filled in.
 pub fn command() -> clap::Command {
     // The version block indents only its first line, as the Go template does (spec §1.7).
-    let after = format!("VERSION:\n   {}\nNOTES:{}", version::text(), crate::cli::NOTES.trim_start_matches("NOTES:"));
+    let after = format!(
+        "VERSION:\n   {}\nNOTES:{}",
+        version::text(),
+        crate::cli::NOTES.trim_start_matches("NOTES:")
+    );
     Cli::command().after_help(after)
 }
 
@@ -88,8 +92,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 
     let format = LogFormat::parse(&g.log_format).map_err(anyhow::Error::msg)?;
-    if !g.rootless.is_empty() && !g.rootless.eq_ignore_ascii_case("auto") && crate::cli::parse_go_bool(&g.rootless).is_none() {
-        anyhow::bail!("invalid --rootless value \"{}\": use true, false or auto", g.rootless);
+    if !g.rootless.is_empty()
+        && !g.rootless.eq_ignore_ascii_case("auto")
+        && crate::cli::parse_go_bool(&g.rootless).is_none()
+    {
+        anyhow::bail!(
+            "invalid --rootless value \"{}\": use true, false or auto",
+            g.rootless
+        );
     }
     let host = HostRoot::from_env();
     let name = command_name(&cmd);
@@ -97,16 +107,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let log = match &cmd {
         // `check` logs to stderr; `--log` is for the other commands (spec §1.4).
         Command::Check(a) => {
-            let level = if a.verbose { Level::Info } else { Level::Warning };
-            logger(LogrusDrain::new(Destination::Stderr, LogFormat::Text, level, None), None)
+            let level = if a.verbose {
+                Level::Info
+            } else {
+                Level::Warning
+            };
+            logger(
+                LogrusDrain::new(Destination::Stderr, LogFormat::Text, level, None),
+                None,
+            )
         }
         _ => {
             let dest = Destination::open(&g.log).map_err(anyhow::Error::msg)?;
-            logger(LogrusDrain::new(dest, format, Level::Info, syslog), Some(name))
+            logger(
+                LogrusDrain::new(dest, format, Level::Info, syslog),
+                Some(name),
+            )
         }
     };
     let ctx = Context::new(host, cli.global.clone(), log);
-    let positional = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect::<Vec<_>>().join(" ");
+    let positional = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect::<Vec<_>>()
+        .join(" ");
     info!(ctx.log, ""; "version" => version::VERSION, "commit" => version::commit_or_unknown(), "arguments" => format!("\"{positional}\""));
     let result = commands::run(&ctx, cmd);
     if let Err(e) = &result

@@ -40,27 +40,55 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Kata Containers config file path
-    #[arg(long = "config", visible_alias = "kata-config", value_name = "value", allow_hyphen_values = true)]
+    #[arg(
+        long = "config",
+        visible_alias = "kata-config",
+        value_name = "value",
+        allow_hyphen_values = true
+    )]
     pub config: Option<PathBuf>,
 
     /// set the log file path where internal debug information is written
-    #[arg(long, value_name = "value", default_value = "/dev/null", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "value",
+        default_value = "/dev/null",
+        allow_hyphen_values = true
+    )]
     pub log: String,
 
     /// set the format used by logs ('text' (default), or 'json')
-    #[arg(long = "log-format", value_name = "value", default_value = "text", allow_hyphen_values = true)]
+    #[arg(
+        long = "log-format",
+        value_name = "value",
+        default_value = "text",
+        allow_hyphen_values = true
+    )]
     pub log_format: String,
 
     /// root directory for storage of container state (this should be located in tmpfs)
-    #[arg(long, value_name = "value", default_value = "/var/run/kata-containers", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "value",
+        default_value = "/var/run/kata-containers",
+        allow_hyphen_values = true
+    )]
     pub root: String,
 
     /// ignore cgroup permission errors ('true', 'false', or 'auto')
-    #[arg(long, value_name = "value", default_value = "auto", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "value",
+        default_value = "auto",
+        allow_hyphen_values = true
+    )]
     pub rootless: String,
 
     /// show config file paths that will be checked for (in order)
-    #[arg(long = "show-default-config-paths", visible_alias = "kata-show-default-config-paths")]
+    #[arg(
+        long = "show-default-config-paths",
+        visible_alias = "kata-show-default-config-paths"
+    )]
     pub show_default_config_paths: bool,
 
     /// enable systemd cgroup support, expects cgroupsPath to be of form "slice:prefix:name" for e.g. "system.slice:runc:434234"
@@ -185,7 +213,12 @@ pub struct ExecArgs {
     #[arg(long = "kata-debug-port", value_name = "value", default_value = "0", value_parser = parse_go_uint)]
     pub kata_debug_port: u64,
     /// escape character that starts the escape sequence (after Enter), or "none" to disable it
-    #[arg(short = 'e', long = "escape-char", value_name = "char", default_value = "~")]
+    #[arg(
+        short = 'e',
+        long = "escape-char",
+        value_name = "char",
+        default_value = "~"
+    )]
     pub escape_char: String,
     /// the sandbox ID (or a unique prefix of it)
     #[arg(value_name = "SANDBOX_ID")]
@@ -205,7 +238,10 @@ pub struct MetricsArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(override_usage = "kata-runtime factory command [command options] [arguments...]", subcommand_value_name = "command")]
+#[command(
+    override_usage = "kata-runtime factory command [command options] [arguments...]",
+    subcommand_value_name = "command"
+)]
 pub struct FactoryArgs {
     #[command(subcommand)]
     pub command: Option<FactoryCommand>,
@@ -225,7 +261,10 @@ pub enum FactoryCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(override_usage = "kata-runtime direct-volume command [command options] [arguments...]", subcommand_value_name = "command")]
+#[command(
+    override_usage = "kata-runtime direct-volume command [command options] [arguments...]",
+    subcommand_value_name = "command"
+)]
 pub struct DirectVolumeArgs {
     #[command(subcommand)]
     pub command: Option<DirectVolumeCommand>,
@@ -277,7 +316,10 @@ pub struct VolumeResizeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(override_usage = "kata-runtime iptables command [command options] [arguments...]", subcommand_value_name = "command")]
+#[command(
+    override_usage = "kata-runtime iptables command [command options] [arguments...]",
+    subcommand_value_name = "command"
+)]
 pub struct IptablesArgs {
     #[command(subcommand)]
     pub command: Option<IptablesCommand>,
@@ -483,90 +525,191 @@ mod tests {
             &["--config=/c.toml", "env"],
             &["-kata-config=/c.toml", "env"],
         ] {
-            assert_eq!(parse(spelling).global.config, Some(PathBuf::from("/c.toml")), "{spelling:?}");
+            assert_eq!(
+                parse(spelling).global.config,
+                Some(PathBuf::from("/c.toml")),
+                "{spelling:?}"
+            );
         }
-        let c = parse(&["--log", "/l", "--log-format", "json", "--root", "/r", "--rootless", "true", "--systemd-cgroup", "env"]);
-        assert_eq!((c.global.log.as_str(), c.global.log_format.as_str()), ("/l", "json"));
-        assert_eq!((c.global.root.as_str(), c.global.rootless.as_str()), ("/r", "true"));
+        let c = parse(&[
+            "--log",
+            "/l",
+            "--log-format",
+            "json",
+            "--root",
+            "/r",
+            "--rootless",
+            "true",
+            "--systemd-cgroup",
+            "env",
+        ]);
+        assert_eq!(
+            (c.global.log.as_str(), c.global.log_format.as_str()),
+            ("/l", "json")
+        );
+        assert_eq!(
+            (c.global.root.as_str(), c.global.rootless.as_str()),
+            ("/r", "true")
+        );
         assert!(c.global.systemd_cgroup);
-        assert!(parse(&["--show-default-config-paths"]).global.show_default_config_paths);
-        assert!(parse(&["--kata-show-default-config-paths"]).global.show_default_config_paths);
-        assert!(parse(&["-show-default-config-paths=true"]).global.show_default_config_paths);
-        assert!(!parse(&["--systemd-cgroup=false", "env"]).global.systemd_cgroup);
+        assert!(
+            parse(&["--show-default-config-paths"])
+                .global
+                .show_default_config_paths
+        );
+        assert!(
+            parse(&["--kata-show-default-config-paths"])
+                .global
+                .show_default_config_paths
+        );
+        assert!(
+            parse(&["-show-default-config-paths=true"])
+                .global
+                .show_default_config_paths
+        );
+        assert!(
+            !parse(&["--systemd-cgroup=false", "env"])
+                .global
+                .systemd_cgroup
+        );
         assert!(parse(&["-v"]).global.version);
         assert!(parse(&["--version"]).global.version);
         let c = parse(&["env"]);
-        assert_eq!((c.global.log.as_str(), c.global.log_format.as_str()), ("/dev/null", "text"));
+        assert_eq!(
+            (c.global.log.as_str(), c.global.log_format.as_str()),
+            ("/dev/null", "text")
+        );
         assert_eq!(c.global.rootless, "auto");
     }
 
     #[test]
     fn command_aliases() {
         assert!(matches!(parse(&["check"]).command, Some(Command::Check(_))));
-        assert!(matches!(parse(&["kata-check"]).command, Some(Command::Check(_))));
+        assert!(matches!(
+            parse(&["kata-check"]).command,
+            Some(Command::Check(_))
+        ));
         assert!(matches!(parse(&["env"]).command, Some(Command::Env(_))));
-        assert!(matches!(parse(&["kata-env"]).command, Some(Command::Env(_))));
+        assert!(matches!(
+            parse(&["kata-env"]).command,
+            Some(Command::Env(_))
+        ));
         assert!(matches!(parse(&["h"]).command, Some(Command::Help { .. })));
-        assert!(matches!(parse(&["help", "check"]).command, Some(Command::Help { .. })));
-        assert!(matches!(parse(&["version"]).command, Some(Command::Version { .. })));
+        assert!(matches!(
+            parse(&["help", "check"]).command,
+            Some(Command::Help { .. })
+        ));
+        assert!(matches!(
+            parse(&["version"]).command,
+            Some(Command::Version { .. })
+        ));
     }
 
     #[test]
     fn check_flags() {
-        let Some(Command::Check(c)) = parse(&["check", "-n", "-s", "-v", "--check-version-only", "--include-all-releases", "--only-list-releases", "--json"]).command else {
+        let Some(Command::Check(c)) = parse(&[
+            "check",
+            "-n",
+            "-s",
+            "-v",
+            "--check-version-only",
+            "--include-all-releases",
+            "--only-list-releases",
+            "--json",
+        ])
+        .command
+        else {
             panic!()
         };
         assert!(c.no_network_checks && c.strict && c.verbose && c.check_version_only);
         assert!(c.include_all_releases && c.only_list_releases && c.json);
-        let Some(Command::Check(c)) = parse(&["kata-check", "--no-network-checks", "--strict", "--verbose"]).command else {
+        let Some(Command::Check(c)) =
+            parse(&["kata-check", "--no-network-checks", "--strict", "--verbose"]).command
+        else {
             panic!()
         };
         assert!(c.no_network_checks && c.strict && c.verbose);
-        let Some(Command::Check(c)) = parse(&["check", "-strict=true", "-verbose=false"]).command else { panic!() };
+        let Some(Command::Check(c)) = parse(&["check", "-strict=true", "-verbose=false"]).command
+        else {
+            panic!()
+        };
         assert!(c.strict && !c.verbose);
     }
 
     #[test]
     fn env_and_exec_and_metrics_flags() {
-        let Some(Command::Env(e)) = parse(&["env", "-json"]).command else { panic!() };
+        let Some(Command::Env(e)) = parse(&["env", "-json"]).command else {
+            panic!()
+        };
         assert!(e.json);
-        let Some(Command::Exec(e)) = parse(&["exec", "--kata-debug-port", "0x10", "abc"]).command else { panic!() };
-        assert_eq!((e.kata_debug_port, e.sandbox_id.as_deref()), (16, Some("abc")));
-        let Some(Command::Exec(e)) = parse(&["exec", "abc", "-kata-debug-port=010", "--", "uname", "-a"]).command else {
+        let Some(Command::Exec(e)) = parse(&["exec", "--kata-debug-port", "0x10", "abc"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (e.kata_debug_port, e.sandbox_id.as_deref()),
+            (16, Some("abc"))
+        );
+        let Some(Command::Exec(e)) =
+            parse(&["exec", "abc", "-kata-debug-port=010", "--", "uname", "-a"]).command
+        else {
             panic!()
         };
         assert_eq!(e.kata_debug_port, 8);
         assert_eq!(e.command, vec!["uname", "-a"]);
-        let Some(Command::Exec(e)) = parse(&["exec", "-e", "none", "abc"]).command else { panic!() };
+        let Some(Command::Exec(e)) = parse(&["exec", "-e", "none", "abc"]).command else {
+            panic!()
+        };
         assert_eq!(e.escape_char, "none");
-        let Some(Command::Metrics(m)) = parse(&["metrics", "sb1"]).command else { panic!() };
+        let Some(Command::Metrics(m)) = parse(&["metrics", "sb1"]).command else {
+            panic!()
+        };
         assert_eq!(m.sandbox_id.as_deref(), Some("sb1"));
     }
 
     #[test]
     fn group_commands_and_leaf_flags_after_positionals() {
-        let Some(Command::Iptables(IptablesArgs { command: Some(IptablesCommand::Set(s)) })) =
-            parse(&["iptables", "set", "rules.txt", "--sandbox-id", "X", "--v6"]).command
+        let Some(Command::Iptables(IptablesArgs {
+            command: Some(IptablesCommand::Set(s)),
+        })) = parse(&["iptables", "set", "rules.txt", "--sandbox-id", "X", "--v6"]).command
         else {
             panic!()
         };
         assert_eq!((s.sandbox_id.as_deref(), s.v6), (Some("X"), true));
         assert_eq!(s.file, Some(PathBuf::from("rules.txt")));
-        let Some(Command::Iptables(IptablesArgs { command: Some(IptablesCommand::Get(g)) })) =
-            parse(&["iptables", "get", "-sandbox-id", "-odd", "-v6=true"]).command
+        let Some(Command::Iptables(IptablesArgs {
+            command: Some(IptablesCommand::Get(g)),
+        })) = parse(&["iptables", "get", "-sandbox-id", "-odd", "-v6=true"]).command
         else {
             panic!()
         };
         assert_eq!((g.sandbox_id.as_deref(), g.v6), (Some("-odd"), true));
-        let Some(Command::DirectVolume(DirectVolumeArgs { command: Some(DirectVolumeCommand::Add(a)) })) =
-            parse(&["direct-volume", "add", "-volume-path", "/v", "--mount-info={\"device\":\"/d\"}"]).command
+        let Some(Command::DirectVolume(DirectVolumeArgs {
+            command: Some(DirectVolumeCommand::Add(a)),
+        })) = parse(&[
+            "direct-volume",
+            "add",
+            "-volume-path",
+            "/v",
+            "--mount-info={\"device\":\"/d\"}",
+        ])
+        .command
         else {
             panic!()
         };
         assert_eq!(a.volume_path.as_deref(), Some("/v"));
         assert_eq!(a.mount_info.as_deref(), Some("{\"device\":\"/d\"}"));
-        let Some(Command::DirectVolume(DirectVolumeArgs { command: Some(DirectVolumeCommand::Resize(r)) })) =
-            parse(&["direct-volume", "resize", "--volume-path", "/v", "--size", "0x1_0"]).command
+        let Some(Command::DirectVolume(DirectVolumeArgs {
+            command: Some(DirectVolumeCommand::Resize(r)),
+        })) = parse(&[
+            "direct-volume",
+            "resize",
+            "--volume-path",
+            "/v",
+            "--size",
+            "0x1_0",
+        ])
+        .command
         else {
             panic!()
         };
@@ -583,12 +726,21 @@ mod tests {
                 Some(Command::Factory(FactoryArgs { command: Some(_) }))
             ));
         }
-        assert!(matches!(parse(&["factory"]).command, Some(Command::Factory(FactoryArgs { command: None }))));
+        assert!(matches!(
+            parse(&["factory"]).command,
+            Some(Command::Factory(FactoryArgs { command: None }))
+        ));
     }
 
     #[test]
     fn unknown_commands_and_misplaced_globals_are_errors() {
-        for bad in [&["nosuch"][..], &["factory", "nosuch"], &["direct-volume", "nosuch"], &["iptables", "x"], &["env", "--config", "/x"]] {
+        for bad in [
+            &["nosuch"][..],
+            &["factory", "nosuch"],
+            &["direct-volume", "nosuch"],
+            &["iptables", "x"],
+            &["env", "--config", "/x"],
+        ] {
             let mut v = vec!["kata-runtime"];
             v.extend_from_slice(bad);
             assert!(Cli::try_parse_from(normalize_args(v)).is_err(), "{bad:?}");

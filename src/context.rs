@@ -19,7 +19,12 @@ pub struct Context {
 
 impl Context {
     pub fn new(host: HostRoot, global: GlobalArgs, log: Logger) -> Self {
-        Self { host, global, log, announced_builtin: Cell::new(false) }
+        Self {
+            host,
+            global,
+            log,
+            announced_builtin: Cell::new(false),
+        }
     }
 
     /// Loads the configuration (`--config`, else the search paths under the host root,

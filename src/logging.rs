@@ -26,7 +26,9 @@ impl LogFormat {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("unknown log-format \"{other}\" (use \"text\" or \"json\")")),
+            other => Err(format!(
+                "unknown log-format \"{other}\" (use \"text\" or \"json\")"
+            )),
         }
     }
 }
@@ -77,8 +79,18 @@ pub struct LogrusDrain {
 }
 
 impl LogrusDrain {
-    pub fn new(dest: Destination, format: LogFormat, level: Level, syslog: Option<PathBuf>) -> Self {
-        Self { dest: Mutex::new(dest), format, level, syslog }
+    pub fn new(
+        dest: Destination,
+        format: LogFormat,
+        level: Level,
+        syslog: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            dest: Mutex::new(dest),
+            format,
+            level,
+            syslog,
+        }
     }
 }
 
@@ -129,7 +141,11 @@ impl Drain for LogrusDrain {
             };
         }
         if let Some(sock) = &self.syslog {
-            send_syslog(sock, record.level(), &text_line(&time, record.level(), &msg, &fields.0));
+            send_syslog(
+                sock,
+                record.level(),
+                &text_line(&time, record.level(), &msg, &fields.0),
+            );
         }
         Ok(())
     }
@@ -137,7 +153,8 @@ impl Drain for LogrusDrain {
 
 /// Go `%q`-style quoting when a value has characters outside logrus's safe set.
 fn needs_quoting(s: &str) -> bool {
-    s.chars().any(|c| !(c.is_ascii_alphanumeric() || "-._/@^+".contains(c)))
+    s.chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || "-._/@^+".contains(c)))
 }
 
 fn quote(s: &str) -> String {
@@ -161,7 +178,10 @@ pub fn text_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, 
 }
 
 pub fn json_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, String>) -> String {
-    let mut map: BTreeMap<&str, &str> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut map: BTreeMap<&str, &str> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     map.insert("level", level_name(level));
     map.insert("msg", msg);
     map.insert("time", time);
@@ -218,12 +238,15 @@ pub fn rfc3339_now() -> String {
 
 /// The root logger with the base fields every record carries.
 pub fn logger(drain: LogrusDrain, command: Option<&str>) -> Logger {
-    let base = Logger::root(drain.fuse(), o!(
-        "name" => "kata-runtime",
-        "source" => "runtime",
-        "arch" => go_arch(),
-        "pid" => std::process::id(),
-    ));
+    let base = Logger::root(
+        drain.fuse(),
+        o!(
+            "name" => "kata-runtime",
+            "source" => "runtime",
+            "arch" => go_arch(),
+            "pid" => std::process::id(),
+        ),
+    );
     match command {
         Some(c) => base.new(o!("command" => c.to_string())),
         None => base,
@@ -238,7 +261,10 @@ mod tests {
     fn text_layout_sorts_fields_and_quotes_when_needed() {
         let mut f = BTreeMap::new();
         f.insert("name".to_string(), "vmx".to_string());
-        f.insert("description".to_string(), "Virtualization support".to_string());
+        f.insert(
+            "description".to_string(),
+            "Virtualization support".to_string(),
+        );
         let line = text_line("T", Level::Error, "CPU property not found", &f);
         assert_eq!(
             line,
@@ -250,7 +276,8 @@ mod tests {
     fn json_layout_has_level_msg_time() {
         let mut f = BTreeMap::new();
         f.insert("arch".to_string(), "amd64".to_string());
-        let v: serde_json::Value = serde_json::from_str(&json_line("T", Level::Info, "m", &f)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&json_line("T", Level::Info, "m", &f)).unwrap();
         assert_eq!(v["level"], "info");
         assert_eq!(v["msg"], "m");
         assert_eq!(v["arch"], "amd64");
@@ -259,6 +286,10 @@ mod tests {
     #[test]
     fn log_format_is_validated() {
         assert_eq!(LogFormat::parse("json"), Ok(LogFormat::Json));
-        assert!(LogFormat::parse("xml").unwrap_err().contains("unknown log-format \"xml\""));
+        assert!(
+            LogFormat::parse("xml")
+                .unwrap_err()
+                .contains("unknown log-format \"xml\"")
+        );
     }
 }

@@ -151,7 +151,10 @@ mod tests {
     fn join_reroots_absolute_paths() {
         let r = HostRoot::new("/host");
         assert_eq!(r.join("/proc/cpuinfo"), PathBuf::from("/host/proc/cpuinfo"));
-        assert_eq!(HostRoot::default().join("/proc/cpuinfo"), PathBuf::from("/proc/cpuinfo"));
+        assert_eq!(
+            HostRoot::default().join("/proc/cpuinfo"),
+            PathBuf::from("/proc/cpuinfo")
+        );
     }
 
     #[test]
@@ -161,8 +164,11 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("usr/share/kata")).unwrap();
         std::fs::write(dir.path().join("usr/share/kata/real.toml"), "").unwrap();
         std::fs::create_dir_all(dir.path().join("etc/kata")).unwrap();
-        std::os::unix::fs::symlink("/usr/share/kata/real.toml", dir.path().join("etc/kata/c.toml"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/share/kata/real.toml",
+            dir.path().join("etc/kata/c.toml"),
+        )
+        .unwrap();
         assert_eq!(
             root.canonicalize("/etc/kata/c.toml").unwrap(),
             PathBuf::from("/usr/share/kata/real.toml")

@@ -26,7 +26,9 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
         Command::Factory(_) => group_help("factory"),
         Command::DirectVolume(_) => group_help("direct-volume"),
         Command::Iptables(_) => group_help("iptables"),
-        Command::Help { .. } | Command::Version { .. } => unreachable!("handled before the context is built"),
+        Command::Help { .. } | Command::Version { .. } => {
+            unreachable!("handled before the context is built")
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use super::kernel_params::{self, KernelParam, parse_kernel_params};
 use super::load::{AssetPolicy, LoadError};
 use super::raw::{RawAgent, RawFile, RawHypervisor};
 use super::{
-    AgentConfig, Config, ConfigSource, DEFAULT_TEMPLATE_PATH, DEFAULT_VM_CACHE_ENDPOINT, FactoryConfig,
-    HypervisorConfig, HypervisorType, LoadNote, MissingAsset, NoteLevel, RuntimeConfig,
+    AgentConfig, Config, ConfigSource, DEFAULT_TEMPLATE_PATH, DEFAULT_VM_CACHE_ENDPOINT,
+    FactoryConfig, HypervisorConfig, HypervisorType, LoadNote, MissingAsset, NoteLevel,
+    RuntimeConfig,
 };
 use crate::errors::os_text;
 use crate::paths::HostRoot;
@@ -37,7 +38,13 @@ pub const DEFAULT_VHOST_USER_STORE: &str = "/var/run/kata-containers/vhost-user/
 pub const DEFAULT_INTERNETWORKING_MODEL: &str = "tcfilter";
 pub const DEFAULT_VFIO_MODE: &str = "guest-kernel";
 
-const BLOCK_DRIVERS: &[&str] = &["virtio-scsi", "virtio-blk", "virtio-mmio", "nvdimm", "virtio-blk-ccw"];
+const BLOCK_DRIVERS: &[&str] = &[
+    "virtio-scsi",
+    "virtio-blk",
+    "virtio-mmio",
+    "nvdimm",
+    "virtio-blk-ccw",
+];
 const BLOCK_AIOS: &[&str] = &["io_uring", "native", "threads"];
 const SHARED_FSES: &[&str] = &["virtio-9p", "virtio-fs", "virtio-fs-nydus"];
 const NET_MODELS: &[&str] = &["default", "macvtap", "tcfilter", "none"];
@@ -56,7 +63,11 @@ pub fn arch_max_vcpus() -> u32 {
 /// CPUs this process may run on, as Go's NumCPU counts them (the affinity mask).
 pub fn usable_cpus() -> u32 {
     nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .map(|set| (0..nix::sched::CpuSet::count()).filter(|&i| set.is_set(i).unwrap_or(false)).count() as u32)
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count() as u32
+        })
         .ok()
         .filter(|&n| n > 0)
         .unwrap_or(1)
@@ -83,7 +94,10 @@ impl Ctx<'_> {
     }
 
     fn note(&mut self, level: NoteLevel, message: impl Into<String>) {
-        self.notes.push(LoadNote { level, message: message.into() });
+        self.notes.push(LoadNote {
+            level,
+            message: message.into(),
+        });
     }
 
     /// Resolves a configured asset path (absolute, symlinks resolved, must exist). Under
@@ -98,7 +112,9 @@ impl Ctx<'_> {
                     os_text(&e)
                 };
                 match self.policy {
-                    AssetPolicy::Require => Err(self.err(format!("{key}: file {configured} {reason}"))),
+                    AssetPolicy::Require => {
+                        Err(self.err(format!("{key}: file {configured} {reason}")))
+                    }
                     AssetPolicy::Report => {
                         self.missing.push(MissingAsset {
                             key: key.to_string(),
@@ -113,7 +129,11 @@ impl Ctx<'_> {
     }
 
     fn resolve_opt(&mut self, key: &str, configured: &str) -> Result<PathBuf, LoadError> {
-        if configured.is_empty() { Ok(PathBuf::new()) } else { self.resolve(key, configured) }
+        if configured.is_empty() {
+            Ok(PathBuf::new())
+        } else {
+            self.resolve(key, configured)
+        }
     }
 }
 
@@ -125,11 +145,21 @@ pub(super) fn build(
     policy: AssetPolicy,
     notes: Vec<LoadNote>,
 ) -> Result<Config, LoadError> {
-    let mut cx = Ctx { host, file, policy, missing: Vec::new(), notes };
+    let mut cx = Ctx {
+        host,
+        file,
+        policy,
+        missing: Vec::new(),
+        notes,
+    };
     let runtime = build_runtime(&mut cx, &raw)?;
 
     // spec Q7: an unknown table name or several hypervisor tables is an error, not a coin toss.
-    let unknown: Vec<&String> = raw.hypervisor.keys().filter(|n| HypervisorType::from_table(n).is_none()).collect();
+    let unknown: Vec<&String> = raw
+        .hypervisor
+        .keys()
+        .filter(|n| HypervisorType::from_table(n).is_none())
+        .collect();
     if !unknown.is_empty() {
         return Err(cx.err(format!(
             "unknown hypervisor table{} {}: use one of [hypervisor.qemu], [hypervisor.clh], [hypervisor.firecracker], [hypervisor.acrn], [hypervisor.dragonball]",
@@ -208,7 +238,10 @@ pub(super) fn build(
 }
 
 fn list_tables<'a>(section: &str, names: impl Iterator<Item = &'a str>) -> String {
-    names.map(|n| format!("[{section}.{n}]")).collect::<Vec<_>>().join(", ")
+    names
+        .map(|n| format!("[{section}.{n}]"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn build_runtime(cx: &mut Ctx<'_>, raw: &RawFile) -> Result<RuntimeConfig, LoadError> {
@@ -237,12 +270,17 @@ fn build_runtime(cx: &mut Ctx<'_>, raw: &RawFile) -> Result<RuntimeConfig, LoadE
         )));
     };
     if let Some(x) = r.experimental.first() {
-        return Err(cx.err(format!("runtime.experimental: Unsupported experimental feature \"{x}\"")));
+        return Err(cx.err(format!(
+            "runtime.experimental: Unsupported experimental feature \"{x}\""
+        )));
     }
     let mut binds: Vec<PathBuf> = Vec::new();
     for m in &r.sandbox_bind_mounts {
         let resolved = cx.host.canonicalize(m).map_err(|e| {
-            cx.err(format!("sandbox-bindmounts: Failed to resolve path: {m}: {}", os_text(&e)))
+            cx.err(format!(
+                "sandbox-bindmounts: Failed to resolve path: {m}: {}",
+                os_text(&e)
+            ))
         })?;
         if binds.iter().any(|b| b.file_name() == resolved.file_name()) {
             return Err(cx.err(format!(
@@ -304,14 +342,26 @@ fn fallback_hypervisor() -> HypervisorConfig {
 }
 
 fn normalise_list(s: &str) -> String {
-    s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect::<Vec<_>>().join(",")
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn or_default(s: &str, d: &str) -> String {
-    if s.is_empty() { d.to_string() } else { s.to_string() }
+    if s.is_empty() {
+        d.to_string()
+    } else {
+        s.to_string()
+    }
 }
 
-fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> Result<HypervisorConfig, LoadError> {
+fn build_hypervisor(
+    cx: &mut Ctx<'_>,
+    t: HypervisorType,
+    h: &RawHypervisor,
+) -> Result<HypervisorConfig, LoadError> {
     use HypervisorType::*;
     let key = |k: &str| format!("hypervisor.{}.{k}", t.as_str());
     let mut c = HypervisorConfig::default();
@@ -335,13 +385,19 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
         Clh if h.image.is_empty() && h.initrd.is_empty() => {
             return Err(cx.err("image or initrd must be defined in the configuration file"));
         }
-        Acrn if h.image.is_empty() => return Err(cx.err("image must be defined in the configuration file")),
+        Acrn if h.image.is_empty() => {
+            return Err(cx.err("image must be defined in the configuration file"));
+        }
         _ => {}
     }
     if t == Qemu {
         for p in &h.pflashes {
             let r = cx.host.canonicalize(p).map_err(|e| {
-                cx.err(format!("{}: failed to resolve path: {p}: {}", key("pflashes"), os_text(&e)))
+                cx.err(format!(
+                    "{}: failed to resolve path: {p}: {}",
+                    key("pflashes"),
+                    os_text(&e)
+                ))
             })?;
             c.pflashes.push(r);
         }
@@ -362,7 +418,10 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
     c.disable_image_nvdimm = t == Qemu && h.disable_image_nvdimm;
     if t == Qemu && c.machine_type == "microvm" {
         c.disable_image_nvdimm = true;
-        cx.note(NoteLevel::Info, "Setting 'disable_image_nvdimm = true' as microvm does not support NVDIMM");
+        cx.note(
+            NoteLevel::Info,
+            "Setting 'disable_image_nvdimm = true' as microvm does not support NVDIMM",
+        );
     }
     if t != Dragonball {
         c.block_device_driver = or_default(&h.block_device_driver, DEFAULT_BLOCK_DRIVER);
@@ -400,7 +459,9 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
             return Err(cx.err("clh only support virtio-fs or virtio-fs-nydus"));
         }
         c.virtio_fs_daemon = h.virtio_fs_daemon.clone();
-        if (c.shared_fs == "virtio-fs" || c.shared_fs == "virtio-fs-nydus") && c.virtio_fs_daemon.is_empty() {
+        if (c.shared_fs == "virtio-fs" || c.shared_fs == "virtio-fs-nydus")
+            && c.virtio_fs_daemon.is_empty()
+        {
             return Err(cx.err(format!(
                 "{}: cannot enable {} without daemon path in configuration file",
                 key("virtio_fs_daemon"),
@@ -411,7 +472,11 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
         c.virtio_fs_cache = or_default(&h.virtio_fs_cache, DEFAULT_VIRTIO_FS_CACHE);
         c.virtio_fs_cache_size = h.virtio_fs_cache_size;
         c.virtio_fs_extra_args = h.virtio_fs_extra_args.clone();
-        c.msize_9p = if h.msize_9p == 0 { DEFAULT_MSIZE_9P } else { h.msize_9p };
+        c.msize_9p = if h.msize_9p == 0 {
+            DEFAULT_MSIZE_9P
+        } else {
+            h.msize_9p
+        };
         c.memory_offset = h.memory_offset;
         c.pcie_root_port = h.pcie_root_port;
         c.block_device_cache_set = h.block_device_cache_set;
@@ -437,17 +502,34 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
         h.default_vcpus as u32
     };
     let ncpu = usable_cpus();
-    c.default_max_vcpus = if h.default_maxvcpus == 0 || h.default_maxvcpus >= ncpu { ncpu } else { h.default_maxvcpus }
-        .min(arch_max_vcpus());
-    c.memory_mib = if h.default_memory < MIN_MEMORY_MIB { DEFAULT_MEMORY_MIB } else { h.default_memory };
-    c.memory_slots = if h.memory_slots == 0 { DEFAULT_MEMORY_SLOTS } else { h.memory_slots };
+    c.default_max_vcpus = if h.default_maxvcpus == 0 || h.default_maxvcpus >= ncpu {
+        ncpu
+    } else {
+        h.default_maxvcpus
+    }
+    .min(arch_max_vcpus());
+    c.memory_mib = if h.default_memory < MIN_MEMORY_MIB {
+        DEFAULT_MEMORY_MIB
+    } else {
+        h.default_memory
+    };
+    c.memory_slots = if h.memory_slots == 0 {
+        DEFAULT_MEMORY_SLOTS
+    } else {
+        h.memory_slots
+    };
     c.entropy_source = or_default(&h.entropy_source, DEFAULT_ENTROPY_SOURCE);
-    c.kernel_params = parse_kernel_params(&h.kernel_params).map_err(|e| cx.err(format!("{}: {e}", key("kernel_params"))))?;
+    c.kernel_params = parse_kernel_params(&h.kernel_params)
+        .map_err(|e| cx.err(format!("{}: {e}", key("kernel_params"))))?;
     c.debug = h.enable_debug;
     if t != Dragonball {
         let host_mib = host_memory_mib();
         c.default_max_memory_mib =
-            if h.default_maxmemory == 0 || (host_mib > 0 && h.default_maxmemory > host_mib) { host_mib } else { h.default_maxmemory };
+            if h.default_maxmemory == 0 || (host_mib > 0 && h.default_maxmemory > host_mib) {
+                host_mib
+            } else {
+                h.default_maxmemory
+            };
         c.default_bridges = h.default_bridges.clamp(DEFAULT_BRIDGES, MAX_BRIDGES);
         c.valid_hypervisor_paths = h.valid_hypervisor_paths.clone();
         c.valid_entropy_sources = h.valid_entropy_sources.clone();
@@ -459,7 +541,8 @@ fn build_hypervisor(cx: &mut Ctx<'_>, t: HypervisorType, h: &RawHypervisor) -> R
     }
     match t {
         Qemu => {
-            c.vhost_user_store_path = or_default(&h.vhost_user_store_path, DEFAULT_VHOST_USER_STORE);
+            c.vhost_user_store_path =
+                or_default(&h.vhost_user_store_path, DEFAULT_VHOST_USER_STORE);
             c.valid_vhost_user_store_paths = h.valid_vhost_user_store_paths.clone();
             c.enable_vhost_user_store = h.enable_vhost_user_store;
             c.guest_memory_dump_path = h.guest_memory_dump_path.clone();
@@ -510,14 +593,38 @@ fn rate_limiters(cx: &mut Ctx<'_>, c: &mut HypervisorConfig, h: &RawHypervisor) 
             (max, burst)
         }
     };
-    (c.disk_rate_limiter_bw_max_rate, c.disk_rate_limiter_bw_one_time_burst) =
-        pair("DiskRateLimiterBw", h.disk_rate_limiter_bw_max_rate, h.disk_rate_limiter_bw_one_time_burst);
-    (c.disk_rate_limiter_ops_max_rate, c.disk_rate_limiter_ops_one_time_burst) =
-        pair("DiskRateLimiterOps", h.disk_rate_limiter_ops_max_rate, h.disk_rate_limiter_ops_one_time_burst);
-    (c.net_rate_limiter_bw_max_rate, c.net_rate_limiter_bw_one_time_burst) =
-        pair("NetRateLimiterBw", h.net_rate_limiter_bw_max_rate, h.net_rate_limiter_bw_one_time_burst);
-    (c.net_rate_limiter_ops_max_rate, c.net_rate_limiter_ops_one_time_burst) =
-        pair("NetRateLimiterOps", h.net_rate_limiter_ops_max_rate, h.net_rate_limiter_ops_one_time_burst);
+    (
+        c.disk_rate_limiter_bw_max_rate,
+        c.disk_rate_limiter_bw_one_time_burst,
+    ) = pair(
+        "DiskRateLimiterBw",
+        h.disk_rate_limiter_bw_max_rate,
+        h.disk_rate_limiter_bw_one_time_burst,
+    );
+    (
+        c.disk_rate_limiter_ops_max_rate,
+        c.disk_rate_limiter_ops_one_time_burst,
+    ) = pair(
+        "DiskRateLimiterOps",
+        h.disk_rate_limiter_ops_max_rate,
+        h.disk_rate_limiter_ops_one_time_burst,
+    );
+    (
+        c.net_rate_limiter_bw_max_rate,
+        c.net_rate_limiter_bw_one_time_burst,
+    ) = pair(
+        "NetRateLimiterBw",
+        h.net_rate_limiter_bw_max_rate,
+        h.net_rate_limiter_bw_one_time_burst,
+    );
+    (
+        c.net_rate_limiter_ops_max_rate,
+        c.net_rate_limiter_ops_one_time_burst,
+    ) = pair(
+        "NetRateLimiterOps",
+        h.net_rate_limiter_ops_max_rate,
+        h.net_rate_limiter_ops_one_time_burst,
+    );
 }
 
 /// Spec §2.9, with the user's parameters replacing defaults of the same key (Q55).
@@ -559,7 +666,9 @@ fn check_memory_and_images(cx: &mut Ctx<'_>, h: &HypervisorConfig) -> Result<(),
             Err(e) => {
                 let reason = os_text(&e);
                 match cx.policy {
-                    AssetPolicy::Require => return Err(cx.err(format!("{what} {}: {reason}", path.display()))),
+                    AssetPolicy::Require => {
+                        return Err(cx.err(format!("{what} {}: {reason}", path.display())));
+                    }
                     AssetPolicy::Report => {
                         record(cx, what, path, reason);
                         continue;
@@ -575,7 +684,11 @@ fn check_memory_and_images(cx: &mut Ctx<'_>, h: &HypervisorConfig) -> Result<(),
                 AssetPolicy::Report => record(cx, what, path, "is empty".into()),
             }
         } else if meta.len() > 1024 * 1024 && size_mib >= u64::from(h.memory_mib) {
-            let msg = format!("VM memory ({}MB) smaller than {what} \"{}\" size ({size_mib}MB)", h.memory_mib, path.display());
+            let msg = format!(
+                "VM memory ({}MB) smaller than {what} \"{}\" size ({size_mib}MB)",
+                h.memory_mib,
+                path.display()
+            );
             if what == "initrd" {
                 return Err(cx.err(msg));
             }
@@ -586,5 +699,9 @@ fn check_memory_and_images(cx: &mut Ctx<'_>, h: &HypervisorConfig) -> Result<(),
 }
 
 fn record(cx: &mut Ctx<'_>, what: &str, path: &Path, reason: String) {
-    cx.missing.push(MissingAsset { key: format!("hypervisor.{what}"), path: path.to_path_buf(), reason });
+    cx.missing.push(MissingAsset {
+        key: format!("hypervisor.{what}"),
+        path: path.to_path_buf(),
+        reason,
+    });
 }

@@ -11,7 +11,10 @@ pub struct KernelParam {
 
 impl KernelParam {
     pub fn new(key: &str, value: &str) -> Self {
-        Self { key: key.to_string(), value: value.to_string() }
+        Self {
+            key: key.to_string(),
+            value: value.to_string(),
+        }
     }
 }
 
@@ -61,7 +64,11 @@ pub fn merge(base: &mut Vec<KernelParam>, extra: Vec<KernelParam>) {
 }
 
 pub fn join(params: &[KernelParam]) -> String {
-    params.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+    params
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -71,8 +78,18 @@ mod tests {
     #[test]
     fn parse_splits_at_first_equals() {
         let p = parse_kernel_params(" a=b=c  flag x= ").unwrap();
-        assert_eq!(p, vec![KernelParam::new("a", "b=c"), KernelParam::new("flag", ""), KernelParam::new("x", "")]);
-        assert_eq!(parse_kernel_params("=v").unwrap_err(), "Empty kernel parameter");
+        assert_eq!(
+            p,
+            vec![
+                KernelParam::new("a", "b=c"),
+                KernelParam::new("flag", ""),
+                KernelParam::new("x", "")
+            ]
+        );
+        assert_eq!(
+            parse_kernel_params("=v").unwrap_err(),
+            "Empty kernel parameter"
+        );
     }
 
     #[test]
@@ -81,7 +98,10 @@ mod tests {
             "systemd.unit=kata-containers.target systemd.mask=systemd-networkd.service",
         )
         .unwrap();
-        merge(&mut base, parse_kernel_params("systemd.unit=x.target systemd.mask=y foo").unwrap());
+        merge(
+            &mut base,
+            parse_kernel_params("systemd.unit=x.target systemd.mask=y foo").unwrap(),
+        );
         assert_eq!(
             join(&base),
             "systemd.unit=x.target systemd.mask=systemd-networkd.service systemd.mask=y foo"

@@ -31,7 +31,9 @@ pub struct LoadError {
 
 impl LoadError {
     pub(super) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 
     pub(super) fn in_file(file: &str, message: impl std::fmt::Display) -> Self {
@@ -41,7 +43,11 @@ impl LoadError {
 
 /// Loads the configuration: `explicit` (taken as given) or the first of the two search
 /// paths that exists under `host`; the built-in default when neither exists.
-pub fn load(host: &HostRoot, explicit: Option<&Path>, policy: AssetPolicy) -> Result<Config, LoadError> {
+pub fn load(
+    host: &HostRoot,
+    explicit: Option<&Path>,
+    policy: AssetPolicy,
+) -> Result<Config, LoadError> {
     let (source, text, dropin_dir) = match explicit {
         Some(p) => {
             let abs = absolute(p).map_err(|e| LoadError::new(os_text(&e)))?;
@@ -80,10 +86,12 @@ pub fn load(host: &HostRoot, explicit: Option<&Path>, policy: AssetPolicy) -> Re
     if let Some(dir) = dropin_dir {
         for file in dropin_files(&dir)? {
             let shown = file.display().to_string();
-            let text = fs::read_to_string(&file)
-                .map_err(|e| LoadError::new(format!("error reading file \"{shown}\": {}", os_text(&e))))?;
-            let dropin = decode_file(&shown, &text)
-                .map_err(|e| LoadError::new(format!("error decoding drop-in file: {}", e.message)))?;
+            let text = fs::read_to_string(&file).map_err(|e| {
+                LoadError::new(format!("error reading file \"{shown}\": {}", os_text(&e)))
+            })?;
+            let dropin = decode_file(&shown, &text).map_err(|e| {
+                LoadError::new(format!("error decoding drop-in file: {}", e.message))
+            })?;
             for key in unknown_keys(&dropin) {
                 notes.push(LoadNote {
                     level: NoteLevel::Warning,
@@ -93,7 +101,11 @@ pub fn load(host: &HostRoot, explicit: Option<&Path>, policy: AssetPolicy) -> Re
             merge_tables(&mut table, dropin);
         }
     }
-    let policy = if source == ConfigSource::BuiltIn { AssetPolicy::Report } else { policy };
+    let policy = if source == ConfigSource::BuiltIn {
+        AssetPolicy::Report
+    } else {
+        policy
+    };
     let raw: RawFile = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| LoadError::in_file(&display, e.message().trim()))?;
@@ -101,16 +113,32 @@ pub fn load(host: &HostRoot, explicit: Option<&Path>, policy: AssetPolicy) -> Re
 }
 
 /// Loads configuration text directly (tests, benchmarks): no search, no drop-ins.
-pub fn load_from_str(host: &HostRoot, name: &str, text: &str, policy: AssetPolicy) -> Result<Config, LoadError> {
+pub fn load_from_str(
+    host: &HostRoot,
+    name: &str,
+    text: &str,
+    policy: AssetPolicy,
+) -> Result<Config, LoadError> {
     let table = decode_file(name, text)?;
     let raw: RawFile = Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| LoadError::in_file(name, e.message().trim()))?;
-    super::build::build(host, ConfigSource::File(PathBuf::from(name)), name, raw, policy, Vec::new())
+    super::build::build(
+        host,
+        ConfigSource::File(PathBuf::from(name)),
+        name,
+        raw,
+        policy,
+        Vec::new(),
+    )
 }
 
 fn absolute(p: &Path) -> io::Result<PathBuf> {
-    if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
 }
 
 /// The first search path that exists, resolved. `None` when neither exists; another
@@ -158,7 +186,9 @@ fn dropin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// keys are then folded to lower case (the Go decoder matches them case-insensitively);
 /// the names of `[hypervisor.X]` and `[agent.X]` tables stay as written.
 fn decode_file(name: &str, text: &str) -> Result<Table, LoadError> {
-    let table: Table = text.parse().map_err(|e: toml::de::Error| toml_error(name, text, &e))?;
+    let table: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| toml_error(name, text, &e))?;
     if let Err(e) = toml::from_str::<RawFile>(text) {
         return Err(toml_error(name, text, &e));
     }
@@ -171,7 +201,10 @@ fn toml_error(name: &str, text: &str, e: &toml::de::Error) -> LoadError {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             match key_at(text, line) {
-                Some(key) => LoadError::in_file(name, format!("toml: line {line} (last key \"{key}\"): {msg}")),
+                Some(key) => LoadError::in_file(
+                    name,
+                    format!("toml: line {line} (last key \"{key}\"): {msg}"),
+                ),
                 None => LoadError::in_file(name, format!("toml: line {line}: {msg}")),
             }
         }
@@ -186,11 +219,15 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     for (i, l) in text.lines().enumerate() {
         let t = l.trim();
         if i + 1 == line {
-            let key = t.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+            let key = t
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_string());
             return match key {
-                Some(k) if !k.is_empty() && !t.starts_with('[') => {
-                    Some(if header.is_empty() { k } else { format!("{header}.{k}") })
-                }
+                Some(k) if !k.is_empty() && !t.starts_with('[') => Some(if header.is_empty() {
+                    k
+                } else {
+                    format!("{header}.{k}")
+                }),
                 _ => None,
             };
         }
@@ -224,7 +261,11 @@ fn fold_keys(table: Table) -> Table {
 
 fn lower_table(v: Value) -> Value {
     match v {
-        Value::Table(t) => Value::Table(t.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()),
+        Value::Table(t) => Value::Table(
+            t.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        ),
         v => v,
     }
 }
@@ -266,7 +307,10 @@ mod tests {
     #[test]
     fn key_at_names_table_and_key() {
         let text = "[hypervisor.clh]\npath = \"/x\"\ndefault_memory = \"big\"\n";
-        assert_eq!(key_at(text, 3).as_deref(), Some("hypervisor.clh.default_memory"));
+        assert_eq!(
+            key_at(text, 3).as_deref(),
+            Some("hypervisor.clh.default_memory")
+        );
     }
 
     #[test]
@@ -274,7 +318,9 @@ mod tests {
         let text = "[hypervisor.clh]\ndefault_memory = \"big\"\n";
         let e = decode_file("/c.toml", text).unwrap_err();
         assert!(
-            e.message.starts_with("/c.toml: toml: line 2 (last key \"hypervisor.clh.default_memory\"): "),
+            e.message.starts_with(
+                "/c.toml: toml: line 2 (last key \"hypervisor.clh.default_memory\"): "
+            ),
             "{}",
             e.message
         );
@@ -282,17 +328,28 @@ mod tests {
 
     #[test]
     fn keys_fold_case_but_table_names_do_not() {
-        let t = decode_file("x", "[RUNTIME]\nEnable_Debug = true\n[hypervisor.Qemu]\nPath = \"/q\"\n").unwrap();
+        let t = decode_file(
+            "x",
+            "[RUNTIME]\nEnable_Debug = true\n[hypervisor.Qemu]\nPath = \"/q\"\n",
+        )
+        .unwrap();
         assert_eq!(t["runtime"]["enable_debug"].as_bool(), Some(true));
         assert_eq!(t["hypervisor"]["Qemu"]["path"].as_str(), Some("/q"));
     }
 
     #[test]
     fn dropins_merge_key_by_key() {
-        let mut base = decode_file("a", "[hypervisor.qemu]\npath = \"/q\"\ndefault_memory = 512\n").unwrap();
+        let mut base = decode_file(
+            "a",
+            "[hypervisor.qemu]\npath = \"/q\"\ndefault_memory = 512\n",
+        )
+        .unwrap();
         let over = decode_file("b", "[hypervisor.qemu]\ndefault_memory = 1024\n").unwrap();
         merge_tables(&mut base, over);
         assert_eq!(base["hypervisor"]["qemu"]["path"].as_str(), Some("/q"));
-        assert_eq!(base["hypervisor"]["qemu"]["default_memory"].as_integer(), Some(1024));
+        assert_eq!(
+            base["hypervisor"]["qemu"]["default_memory"].as_integer(),
+            Some(1024)
+        );
     }
 }
