@@ -10,7 +10,9 @@ pub mod errors;
 pub mod host;
 pub mod logging;
 pub mod paths;
+pub mod shim;
 pub mod version;
+pub mod volume;
 
 /// Generated VM cache gRPC code (`proto/cache.proto`).
 pub mod cache {
