@@ -121,14 +121,14 @@ impl<'a> Exchange<'a> {
     ) -> Result<T, ShimError> {
         match timeout_at(self.deadline, fut).await {
             Err(_) => Err(self.timed_out(step)),
-            Ok(Err(source)) => Err(ShimError::Transport {
+            Ok(Err(cause)) => Err(ShimError::Transport {
                 id: self.sandbox.id.clone(),
                 socket: self.sandbox.host_path.clone(),
                 method: self.method,
                 path: self.path.to_string(),
                 step,
                 dialect: self.sandbox.dialect,
-                source,
+                cause,
             }),
             Ok(Ok(v)) => Ok(v),
         }
@@ -159,11 +159,11 @@ impl<'a> Exchange<'a> {
         }
         let stream = match timeout_at(self.deadline, UnixStream::connect(&sb.socket)).await {
             Err(_) => return Err(self.timed_out(Step::Connecting)),
-            Ok(Err(source)) => {
+            Ok(Err(cause)) => {
                 return Err(ShimError::Connect {
                     id: sb.id.clone(),
                     socket: sb.host_path.clone(),
-                    source,
+                    cause,
                 });
             }
             Ok(Ok(s)) => s,
@@ -201,10 +201,10 @@ impl<'a> Exchange<'a> {
         };
         let req = req
             .body(Full::new(body))
-            .map_err(|source| ShimError::Request {
+            .map_err(|cause| ShimError::Request {
                 method: self.method,
                 path: self.path.to_string(),
-                source,
+                cause,
             })?;
         let resp = self
             .step(Step::AwaitingHeaders, sender.send_request(req))

@@ -102,12 +102,8 @@ pub enum ShimError {
         prefix: String,
         matches: Vec<String>,
     },
-    #[error("cannot list the sandbox directory {}: {}", .dir.display(), crate::errors::os_text(.source))]
-    ListRoot {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot list the sandbox directory {}: {}", .dir.display(), crate::errors::os_text(.cause))]
+    ListRoot { dir: PathBuf, cause: std::io::Error },
     #[error(
         "the shim-monitor socket path {} is {len} bytes, longer than a Unix socket address can hold (107); use a shorter KATA_HOST_ROOT",
         .socket.display()
@@ -116,13 +112,12 @@ pub enum ShimError {
     #[error(
         "cannot connect to the shim-monitor socket {} of sandbox {id}: {}; is the sandbox still running?",
         .socket.display(),
-        crate::errors::os_text(.source)
+        crate::errors::os_text(.cause)
     )]
     Connect {
         id: String,
         socket: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{method} {path} on the shim-monitor socket {} of sandbox {id}: timed out after {} {step} (set {TIMEOUT_ENV} to wait longer)",
@@ -138,9 +133,10 @@ pub enum ShimError {
         after: Duration,
     },
     #[error(
-        "{method} {path} on the shim-monitor socket {} of sandbox {id} failed {step}: {source}{}",
+        "{method} {path} on the shim-monitor socket {} of sandbox {id} failed {step}: {}{}",
         .socket.display(),
-        hint(*.dialect, .source)
+        hyper_text(.cause),
+        hint(*.dialect, .cause)
     )]
     Transport {
         id: String,
@@ -149,8 +145,7 @@ pub enum ShimError {
         path: String,
         step: Step,
         dialect: Dialect,
-        #[source]
-        source: hyper::Error,
+        cause: hyper::Error,
     },
     #[error(
         "the shim of sandbox {id} ({}) answered {method} {path} with HTTP {status}: {}",
@@ -165,15 +160,14 @@ pub enum ShimError {
         status: u16,
         body: String,
     },
-    #[error("cannot build the request {method} {path}: {source}")]
+    #[error("cannot build the request {method} {path}: {cause}")]
     Request {
         method: &'static str,
         path: String,
-        #[source]
-        source: hyper::http::Error,
+        cause: hyper::http::Error,
     },
     /// Writing the streamed body to our own output failed (e.g. a closed pipe).
-    #[error("cannot write the shim's answer: {}", crate::errors::os_text(.0))]
+    #[error("cannot write the shim's answer")]
     Output(#[source] std::io::Error),
 }
 
@@ -214,6 +208,21 @@ fn shown_body(body: &str) -> String {
     }
 }
 
+/// A hyper error with its causes, OS errors in Go's wording.
+fn hyper_text(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        text.push_str(": ");
+        match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => text.push_str(&crate::errors::os_text(io)),
+            None => text.push_str(&cause.to_string()),
+        }
+        next = cause.source();
+    }
+    text
+}
+
 fn hint(dialect: Dialect, e: &hyper::Error) -> &'static str {
     if e.is_incomplete_message() && dialect == Dialect::RuntimeRs {
         // real-peers §1.3: runtime-rs handlers signal errors by dropping the connection.
@@ -240,6 +249,29 @@ pub fn timeout_from_env() -> Duration {
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes kept, space as `+`, everything else `%XX`.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The `path` query value for `/direct-volume/stats`. The Go shim query-decodes the value
+/// and then path-unescapes it once more, so the device is query-escaped (spec Q39: Go
+/// path-escaped it, which left `&`, `+`, `=` and `#` raw) after escaping `%` for that second
+/// decoding. For ordinary `/dev/...` paths the request is byte-identical to Go's.
+pub fn stats_query_value(device: &str) -> String {
+    query_escape(&device.replace('%', "%25"))
 }
 
 /// Checks a sandbox ID the way the Go tool does (spec §5.1).
@@ -281,10 +313,10 @@ pub fn resolve_sandbox(host: &HostRoot, id_or_prefix: &str) -> Result<Sandbox, S
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
+            Err(cause) => {
                 return Err(ShimError::ListRoot {
                     dir: PathBuf::from(dialect.root()),
-                    source,
+                    cause,
                 });
             }
         };
@@ -413,6 +445,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let err = resolve_sandbox(&HostRoot::new(t.path()), "abc").unwrap_err();
         assert!(matches!(err, ShimError::NotFound { .. }));
+    }
+
+    #[test]
+    fn stats_query_survives_the_go_shims_double_decoding() {
+        assert_eq!(stats_query_value("/dev/sda"), "%2Fdev%2Fsda");
+        assert_eq!(
+            stats_query_value("/dev/sd+a b&c#%41="),
+            "%2Fdev%2Fsd%2Ba+b%26c%23%252541%3D"
+        );
     }
 
     #[test]
