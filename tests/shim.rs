@@ -556,3 +556,50 @@ fn resize_failure_carries_the_shims_text() {
         "answered POST /direct-volume/resize with HTTP 500: rpc error: code = NotFound",
     );
 }
+
+#[test]
+fn a_reader_closing_the_pipe_early_is_not_an_error() {
+    use std::io::Read;
+    let t = host();
+    let _shim = FakeShim::start(
+        t.path(),
+        Kind::Go,
+        "sb-pipe",
+        Mode::BigMetrics(20 * 1024 * 1024),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kata-runtime"))
+        .env("KATA_HOST_ROOT", t.path())
+        .args(["metrics", "sb-pipe"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here, like `kata-runtime metrics | head`.
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_socket_path_too_long_for_sockaddr_un_is_explained() {
+    let t = host();
+    let root = t.path().join("r".repeat(60));
+    let dir = root.join("run/vc/sbs/sb-long");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shim-monitor.sock"), "").unwrap();
+    assert_fails_with(
+        &kata(&root, &["metrics", "sb-long"]),
+        "longer than a Unix socket address can hold (107); use a shorter KATA_HOST_ROOT",
+    );
+}
