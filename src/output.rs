@@ -90,9 +90,7 @@ impl Table {
 /// `[A.B]` headers; two spaces of indentation per level; one blank line before every
 /// top-level header (but not at the very start); nil values omitted.
 pub fn to_toml(root: &Table) -> String {
-    let mut w = TomlWriter {
-        out: String::new(),
-    };
+    let mut w = TomlWriter { out: String::new() };
     w.table_body(&mut Vec::new(), root);
     w.out
 }
@@ -212,7 +210,11 @@ fn inline_value(out: &mut String, v: &Value) {
         Value::Table(t) => {
             out.push('{');
             let mut first = true;
-            for (k, v) in t.entries().iter().filter(|(_, v)| !matches!(v, Value::Null)) {
+            for (k, v) in t
+                .entries()
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Null))
+            {
                 if !first {
                     out.push_str(", ");
                 }
@@ -346,7 +348,10 @@ mod tests {
 
     fn sample() -> Table {
         Table::new()
-            .with("Kernel", Table::new().with("Path", "/k").with("Parameters", ""))
+            .with(
+                "Kernel",
+                Table::new().with("Path", "/k").with("Parameters", ""),
+            )
             .with("Meta", Table::new().with("Version", "1.0.26"))
             .with(
                 "Runtime",
@@ -366,7 +371,10 @@ mod tests {
             .with(
                 "Host",
                 Table::new()
-                    .with("AvailableGuestProtections", Value::Array(vec!["tdx".into()]))
+                    .with(
+                        "AvailableGuestProtections",
+                        Value::Array(vec!["tdx".into()]),
+                    )
                     .with("Kernel", "6.1")
                     .with("Distro", Table::new().with("Name", "<<unknown>>"))
                     .with("SupportVSocks", true),
@@ -449,7 +457,10 @@ mod tests {
         toml_string(&mut t, "a\"b\\c\u{8}\t\n\u{c}\r\u{1}\u{7f}é<&>");
         assert_eq!(t, r#""a\"b\\c\b\t\n\f\r\u0001\u007fé<&>""#);
         let mut j = String::new();
-        json_string(&mut j, "a\"b\\c\u{8}\t\n\u{c}\r\u{1}\u{7f}é<&>\u{2028}\u{2029}");
+        json_string(
+            &mut j,
+            "a\"b\\c\u{8}\t\n\u{c}\r\u{1}\u{7f}é<&>\u{2028}\u{2029}",
+        );
         assert_eq!(
             j,
             // Go leaves DEL raw in JSON.

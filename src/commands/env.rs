@@ -129,7 +129,10 @@ impl EnvInfo {
             )
             .with("Meta", Table::new().with("Version", FORMAT_VERSION))
             .with("Image", Table::new().with("Path", self.image_path.as_str()))
-            .with("Initrd", Table::new().with("Path", self.initrd_path.as_str()))
+            .with(
+                "Initrd",
+                Table::new().with("Path", self.initrd_path.as_str()),
+            )
             .with(
                 "Hypervisor",
                 Table::new()
@@ -156,17 +159,15 @@ impl EnvInfo {
                     .with("Experimental", Value::Null)
                     .with(
                         "Version",
-                        Table::new()
-                            .with("OCI", version::OCI_SPEC_VERSION)
-                            .with(
-                                "Version",
-                                Table::new()
-                                    .with("Semver", r.semver.as_str())
-                                    .with("Commit", r.commit.as_str())
-                                    .with("Major", r.major)
-                                    .with("Minor", r.minor)
-                                    .with("Patch", r.patch),
-                            ),
+                        Table::new().with("OCI", version::OCI_SPEC_VERSION).with(
+                            "Version",
+                            Table::new()
+                                .with("Semver", r.semver.as_str())
+                                .with("Commit", r.commit.as_str())
+                                .with("Major", r.major)
+                                .with("Minor", r.minor)
+                                .with("Patch", r.patch),
+                        ),
                     )
                     .with("Debug", r.debug)
                     .with("Trace", r.trace)
@@ -349,9 +350,7 @@ pub fn host_info(
         Ok(Some(text)) => {
             let (m, bad) = meminfo::parse(&text);
             for key in bad {
-                warnings.push(format!(
-                    "cannot parse {key} in {PROC_MEMINFO}; showing 0"
-                ));
+                warnings.push(format!("cannot parse {key} in {PROC_MEMINFO}; showing 0"));
             }
             m
         }
@@ -480,7 +479,11 @@ mod tests {
     #[test]
     fn version_is_trimmed_stdout_or_none() {
         let d = tempfile::tempdir().unwrap();
-        let ok = script(d.path(), "ok", "echo '  QEMU emulator version 6.2.0'; echo line2; echo err >&2");
+        let ok = script(
+            d.path(),
+            "ok",
+            "echo '  QEMU emulator version 6.2.0'; echo line2; echo err >&2",
+        );
         assert_eq!(
             hypervisor_version(&ok, VERSION_TIMEOUT).as_deref(),
             Some("QEMU emulator version 6.2.0\nline2")
@@ -530,13 +533,13 @@ mod tests {
     #[test]
     fn socket_paths_per_hypervisor() {
         let fc = Path::new("/opt/kata/bin/firecracker");
-        assert_eq!(
-            socket_path(false, HypervisorType::Clh, fc),
-            "<<unknown>>"
-        );
+        assert_eq!(socket_path(false, HypervisorType::Clh, fc), "<<unknown>>");
         assert_eq!(socket_path(true, HypervisorType::Qemu, fc), "");
         assert_eq!(socket_path(true, HypervisorType::Acrn, fc), "");
-        assert_eq!(socket_path(true, HypervisorType::Dragonball, Path::new("")), "");
+        assert_eq!(
+            socket_path(true, HypervisorType::Dragonball, Path::new("")),
+            ""
+        );
         assert_eq!(socket_path(true, HypervisorType::Clh, fc), "{ID}/clh.sock");
         assert_eq!(
             socket_path(true, HypervisorType::Firecracker, fc),

@@ -6,7 +6,10 @@ pub fn release(proc_version: &str) -> Result<String, String> {
         .split_whitespace()
         .nth(2)
         .map(str::to_string)
-        .ok_or_else(|| "unexpected contents in /proc/version (expected \"Linux version <release> ...\")".to_string())
+        .ok_or_else(|| {
+            "unexpected contents in /proc/version (expected \"Linux version <release> ...\")"
+                .to_string()
+        })
 }
 
 #[cfg(test)]

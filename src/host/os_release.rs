@@ -99,7 +99,9 @@ pub fn read(host: &HostRoot, warn: &mut dyn FnMut(String)) -> Distro {
                 }
             }
             Ok(None) => {}
-            Err(e) => warn(format!("cannot read the distribution name and version: {e}")),
+            Err(e) => warn(format!(
+                "cannot read the distribution name and version: {e}"
+            )),
         }
     }
     d
@@ -111,7 +113,9 @@ mod tests {
 
     #[test]
     fn first_values_win_and_quotes_go() {
-        let d = parse("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nNAME=Other\n");
+        let d = parse(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nNAME=Other\n",
+        );
         assert_eq!(d.name.as_deref(), Some("Debian GNU/Linux"));
         assert_eq!(d.version.as_deref(), Some("12"));
     }

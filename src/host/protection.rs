@@ -66,12 +66,7 @@ pub fn prot_virt_enabled(cmdline: &str) -> bool {
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("prot_virt="))
         .next_back()
-        .is_some_and(|v| {
-            matches!(
-                v.to_ascii_lowercase().as_str(),
-                "1" | "on" | "y" | "yes"
-            )
-        })
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "y" | "yes"))
 }
 
 #[cfg(test)]
@@ -128,7 +123,11 @@ mod tests {
         write(&h, PROC_CMDLINE, "root=/dev/dasda1 prot_virt=On\n");
         assert_eq!(available(&h, "s390x", cpu), Some(Protection::Se));
         assert_eq!(
-            available(&h, "s390x", "vendor_id : IBM/S390\nfacilities : 0 1 2 1580\n"),
+            available(
+                &h,
+                "s390x",
+                "vendor_id : IBM/S390\nfacilities : 0 1 2 1580\n"
+            ),
             None
         );
         assert!(!prot_virt_enabled("prot_virt=1 prot_virt=0"));
