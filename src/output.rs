@@ -503,4 +503,15 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&to_json(&Value::Table(sample()))).unwrap();
         assert_eq!(j["Host"]["Distro"]["Name"], "<<unknown>>");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_reads_back_from_both_formats(s in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+            let t = Table::new().with("S", Table::new().with("V", s.as_str()));
+            let back: toml::Table = to_toml(&t).parse().unwrap();
+            proptest::prop_assert_eq!(back["S"]["V"].as_str(), Some(s.as_str()));
+            let j: serde_json::Value = serde_json::from_str(&to_json(&Value::Table(t))).unwrap();
+            proptest::prop_assert_eq!(j["S"]["V"].as_str(), Some(s.as_str()));
+        }
+    }
 }
