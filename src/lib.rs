@@ -9,6 +9,7 @@ pub mod context;
 pub mod errors;
 pub mod host;
 pub mod logging;
+pub mod output;
 pub mod paths;
 pub mod shim;
 pub mod version;
