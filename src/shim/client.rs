@@ -22,6 +22,11 @@ const SUN_PATH_MAX: usize = 107;
 /// How much of an error body we keep for the message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// The largest answer body buffered whole (`metrics` and `iptables get` stream theirs). Real
+/// answers to these requests (agent URL, volume stats, empty set/resize replies) are a few
+/// hundred bytes.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 /// `GET path_and_query`; the body of a 200 answer, else [`ShimError::Status`] with the shim's text.
 pub async fn get(
     sandbox: &Sandbox,
@@ -83,6 +88,34 @@ pub async fn get_to_writer(
         }
     }
     Ok(total)
+}
+
+/// Connecting to something that is not a socket fails with a bare "connection refused";
+/// say what is there instead.
+fn explain_not_a_socket(path: &std::path::Path, cause: std::io::Error) -> std::io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return cause;
+    };
+    let ft = meta.file_type();
+    let what = if ft.is_socket() {
+        return cause;
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link to something that is not a listening socket"
+    } else {
+        "a special file"
+    };
+    std::io::Error::new(
+        cause.kind(),
+        format!(
+            "{} (the path is {what}, not a socket)",
+            crate::errors::os_text(&cause)
+        ),
+    )
 }
 
 /// Aborts the connection task when the exchange is over, whichever way it ended.
@@ -163,7 +196,7 @@ impl<'a> Exchange<'a> {
                 return Err(ShimError::Connect {
                     id: sb.id.clone(),
                     socket: sb.host_path.clone(),
-                    cause,
+                    cause: explain_not_a_socket(&sb.socket, cause),
                 });
             }
             Ok(Ok(s)) => s,
@@ -247,12 +280,31 @@ impl<'a> Exchange<'a> {
         })
     }
 
+    /// The whole body of a 200 answer, at most [`BODY_LIMIT`] bytes: a peer that streams
+    /// without end must not make us buffer until the deadline (hundreds of MiB on a fast
+    /// socket).
     async fn collect(&self, resp: Response<Incoming>) -> Result<Bytes, ShimError> {
         let resp = self.check_status(resp).await?;
-        let collected = self
-            .step(Step::ReadingBody, resp.into_body().collect())
-            .await?;
-        Ok(collected.to_bytes())
+        let mut body = resp.into_body();
+        let mut text = BytesMut::new();
+        while let Some(frame) = self
+            .step(Step::ReadingBody, async { body.frame().await.transpose() })
+            .await?
+        {
+            if let Ok(data) = frame.into_data() {
+                if text.len() + data.len() > BODY_LIMIT {
+                    return Err(ShimError::TooLarge {
+                        id: self.sandbox.id.clone(),
+                        socket: self.sandbox.host_path.clone(),
+                        method: self.method,
+                        path: self.path.to_string(),
+                        limit: BODY_LIMIT,
+                    });
+                }
+                text.extend_from_slice(&data);
+            }
+        }
+        Ok(text.freeze())
     }
 }
 

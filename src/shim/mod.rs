@@ -110,9 +110,10 @@ pub enum ShimError {
     )]
     SocketPathTooLong { socket: PathBuf, len: usize },
     #[error(
-        "cannot connect to the shim-monitor socket {} of sandbox {id}: {}; is the sandbox still running?",
+        "cannot connect to the shim-monitor socket {} of sandbox {id}: {}{}",
         .socket.display(),
-        crate::errors::os_text(.cause)
+        crate::errors::os_text(.cause),
+        connect_hint(.cause)
     )]
     Connect {
         id: String,
@@ -159,6 +160,18 @@ pub enum ShimError {
         path: String,
         status: u16,
         body: String,
+    },
+    #[error(
+        "{method} {path} on the shim-monitor socket {} of sandbox {id}: the answer is larger than {} MiB, far more than a shim sends for this request; is it a shim-monitor socket?",
+        .socket.display(),
+        .limit / (1024 * 1024)
+    )]
+    TooLarge {
+        id: String,
+        socket: PathBuf,
+        method: &'static str,
+        path: String,
+        limit: usize,
     },
     #[error("cannot build the request {method} {path}: {cause}")]
     Request {
@@ -221,6 +234,14 @@ fn hyper_text(e: &hyper::Error) -> String {
         next = cause.source();
     }
     text
+}
+
+fn connect_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        // The shims create their sockets for root only.
+        std::io::ErrorKind::PermissionDenied => "; the shim-monitor socket is only open to root",
+        _ => "; is the sandbox still running?",
+    }
 }
 
 fn hint(dialect: Dialect, e: &hyper::Error) -> &'static str {
@@ -365,8 +386,13 @@ pub fn resolve_exact(host: &HostRoot, id: &str) -> Result<Sandbox, ShimError> {
 }
 
 fn socket_exists(p: &Path) -> bool {
-    // Anything at that name counts (Go stats it); connecting reports what it really is.
-    std::fs::symlink_metadata(p).is_ok()
+    // Anything at that name counts (Go stats it); connecting reports what it really is. So
+    // does a name we may not look at: connecting then says "permission denied" instead of
+    // claiming there is no such sandbox.
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
 }
 
 #[cfg(test)]
