@@ -319,9 +319,17 @@ fn json_value(out: &mut String, v: &Value, depth: usize) {
     }
 }
 
+/// A JSON string as Go's encoding/json writes it, quotes included (request bodies that must
+/// match the Go tool's bytes).
+pub fn go_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    json_string(&mut out, s);
+    out
+}
+
 /// Go's JSON string escaping: `\"`, `\\`, `\n`, `\r`, `\t`; other controls as `\u00xx`;
 /// `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`.
-fn json_string(out: &mut String, s: &str) {
+pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -73,36 +73,13 @@ pub fn resize_body(dialect: Dialect, device: &str, size: u64) -> String {
     match dialect {
         Dialect::GoShim => format!(
             "{{\"VolumePath\":{},\"Size\":{size}}}",
-            go_json_string(device)
+            crate::output::go_json_string(device)
         ),
         Dialect::RuntimeRs => format!(
             "{{\"volume_guest_path\":{},\"size\":{size}}}",
-            go_json_string(device)
+            crate::output::go_json_string(device)
         ),
     }
-}
-
-/// A JSON string as Go's encoding/json writes it (HTML-safe: `<`, `>`, `&`, U+2028 and
-/// U+2029 escaped), so the request bytes match the Go tool's.
-pub fn go_json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -120,7 +97,7 @@ mod tests {
             r#"{"volume_guest_path":"/dev/sdb","size":8589934592}"#
         );
         assert_eq!(
-            go_json_string("a\"\\\u{1}\u{2028}"),
+            crate::output::go_json_string("a\"\\\u{1}\u{2028}"),
             r#""a\"\\\u0001\u2028""#
         );
         let v: serde_json::Value =

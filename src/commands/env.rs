@@ -302,7 +302,7 @@ pub fn host_info(
     log: &slog::Logger,
     warnings: &mut Vec<String>,
 ) -> HostInfo {
-    let arch = goarch();
+    let arch = crate::host::go_arch();
     let unknown = || UNKNOWN.to_string();
 
     let kernel = match host::read_host_file_lossy_opt(host, PROC_VERSION) {
@@ -379,35 +379,11 @@ pub fn host_info(
         distro_version: distro.version.unwrap_or_else(unknown),
         cpu_vendor,
         cpu_model,
-        cpus: i64::from(usable_cpus()),
+        cpus: i64::from(crate::host::usable_cpus()),
         memory,
         vm_container_capable: requirements::vm_container_capable(host, hypervisor, log),
         support_vsocks: host.join(DEV_VHOST_VSOCK).exists(),
     }
-}
-
-/// The Go name of this build's architecture (`Host.Architecture`).
-pub fn goarch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        "x86" => "386",
-        other => other,
-    }
-}
-
-/// CPUs this process may run on, as Go's `runtime.NumCPU` counts them (the affinity mask).
-fn usable_cpus() -> u32 {
-    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .map(|set| {
-            (0..nix::sched::CpuSet::count())
-                .filter(|&i| set.is_set(i).unwrap_or(false))
-                .count() as u32
-        })
-        .ok()
-        .filter(|&n| n > 0)
-        .unwrap_or(1)
 }
 
 /// `Runtime.Version.Version`: the last word of the version string if it is strict semver,

@@ -40,3 +40,34 @@ pub fn read_host_file_lossy_opt(host: &HostRoot, path: &str) -> Result<Option<St
         Err(e) => Err(crate::errors::op_path("open", Path::new(path), &e)),
     }
 }
+
+/// The Go name (GOARCH) of this build's architecture: `amd64`, `arm64`, `ppc64le`, `s390x`.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// CPUs this process may run on, as Go's `runtime.NumCPU` counts them (the affinity mask).
+pub fn usable_cpus() -> u32 {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count() as u32
+        })
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// Total host memory in MiB (sysinfo, as the Go tool reads it).
+pub fn host_memory_mib() -> u64 {
+    nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total() / (1024 * 1024))
+        .unwrap_or(0)
+}

@@ -46,9 +46,7 @@ pub async fn put(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, ShimError> {
-    let ex = Exchange::new(sandbox, "PUT", path_and_query, timeout);
-    let (resp, _conn) = ex.send(Some((content_type, body))).await?;
-    ex.collect(resp).await
+    send_body(sandbox, "PUT", path_and_query, content_type, body, timeout).await
 }
 
 /// `POST path_and_query` with `body` of type `content_type`; the body of a 200 answer.
@@ -59,7 +57,18 @@ pub async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, ShimError> {
-    let ex = Exchange::new(sandbox, "POST", path_and_query, timeout);
+    send_body(sandbox, "POST", path_and_query, content_type, body, timeout).await
+}
+
+async fn send_body(
+    sandbox: &Sandbox,
+    method: &'static str,
+    path_and_query: &str,
+    content_type: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Bytes, ShimError> {
+    let ex = Exchange::new(sandbox, method, path_and_query, timeout);
     let (resp, _conn) = ex.send(Some((content_type, body))).await?;
     ex.collect(resp).await
 }
