@@ -3,8 +3,10 @@
 //!
 //! A plain `cargo bench` harness (`harness = false`, no extra dependency): each case is
 //! warmed up, then timed in batches sized to about 10 ms; the median per-call time over the
-//! batches is printed with its spread. Rerun with `cargo bench --bench parsers`; give a
-//! substring as argument to run only matching cases (`cargo bench --bench parsers -- cpuinfo`).
+//! batches is printed with its spread (p10 and p90 of the batches), and a throughput over the
+//! whole input where the case reads all of it (the cpuinfo probes stop after the first CPU).
+//! Rerun with `cargo bench --bench parsers`; give a substring as argument to run only
+//! matching cases (`cargo bench --bench parsers -- cpuinfo`).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -169,32 +171,47 @@ fn main() {
     println!("cpuinfo: 192 CPUs, {} bytes", intel.len());
     b.run(
         "cpuinfo: first_block + flags + 4 word checks",
-        Some(intel.len()),
+        None,
         || {
             let block = cpuinfo::first_block(&intel).unwrap();
             let flags = cpuinfo::flags(block, "flags").unwrap();
             ["vmx", "lm", "sse4_1", "svm"].map(|w| cpuinfo::contains_word(flags, w))
         },
     );
-    b.run("cpuinfo: running_on_vm", Some(intel.len()), || {
+    b.run("cpuinfo: running_on_vm", None, || {
         cpuinfo::running_on_vm(&intel)
     });
     b.run(
         "cpuinfo: x86_vendor (Intel, found first)",
-        Some(intel.len()),
+        None,
         || cpuinfo::x86_vendor(&intel),
     );
+    // What `check` does on such a host: read the file under the host root, then the probes.
+    let proc_dir = t.path().join("proc");
+    std::fs::create_dir_all(&proc_dir).unwrap();
+    std::fs::write(proc_dir.join("cpuinfo"), &intel).unwrap();
+    b.run("cpuinfo: read from disk + all x86 probes", Some(intel.len()), || {
+        let text = kata_runtime::host::read_host_file(&fake, "/proc/cpuinfo").unwrap();
+        let block = cpuinfo::first_block(&text).unwrap();
+        let flags = cpuinfo::flags(block, "flags").unwrap();
+        (
+            ["vmx", "lm", "sse4_1"].map(|w| cpuinfo::contains_word(flags, w)),
+            cpuinfo::running_on_vm(&text),
+            cpuinfo::x86_vendor(&text).is_ok(),
+            cpuinfo::vendor_and_model(&text, "amd64").is_ok(),
+        )
+    });
     b.run(
         "cpuinfo: x86_vendor (AMD, whole-file scan)",
         Some(amd.len()),
         || cpuinfo::x86_vendor(&amd),
     );
-    b.run("cpuinfo: vendor_and_model amd64", Some(intel.len()), || {
+    b.run("cpuinfo: vendor_and_model amd64", None, || {
         cpuinfo::vendor_and_model(&intel, "amd64").unwrap()
     });
     b.run(
         "cpuinfo: vendor_and_model ppc64le (last line)",
-        Some(intel.len()),
+        None,
         || cpuinfo::vendor_and_model(&intel, "ppc64le").unwrap(),
     );
 
