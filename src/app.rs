@@ -33,6 +33,26 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
+    let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if args.len() > 1
+        && args
+            .last()
+            .is_some_and(|a| a == "--generate-bash-completion")
+    {
+        args.pop();
+        let words: Vec<String> = args
+            .iter()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut out = std::io::stdout().lock();
+        for line in completions(&words) {
+            if writeln!(out, "{line}").is_err() {
+                break;
+            }
+        }
+        return 0;
+    }
     let args = normalize_args(args);
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
@@ -55,6 +75,54 @@ where
     match dispatch(cli) {
         Ok(()) => 0,
         Err(e) => report(&e),
+    }
+}
+
+/// Bash completion (spec §1.11): with `--generate-bash-completion` as the last word, the
+/// command names, a group's sub-commands, or the flags matching a `-` prefix.
+pub fn completions(words: &[String]) -> Vec<String> {
+    fn names(cmd: &clap::Command) -> Vec<String> {
+        let mut v = Vec::new();
+        for sub in cmd.get_subcommands() {
+            v.push(sub.get_name().to_string());
+            v.extend(sub.get_visible_aliases().map(str::to_string));
+        }
+        v
+    }
+    fn flags(cmd: &clap::Command, prefix: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            for l in a.get_long_and_visible_aliases().unwrap_or_default() {
+                let f = format!("--{l}");
+                if f.starts_with(prefix) {
+                    v.push(f);
+                }
+            }
+        }
+        v
+    }
+    let root = command();
+    let positional: Vec<&String> = words.iter().filter(|w| !w.starts_with('-')).collect();
+    let Some(first) = positional.first() else {
+        return names(&root);
+    };
+    let Some(cmd) = root.find_subcommand(first.as_str()) else {
+        return names(&root);
+    };
+    if cmd.has_subcommands() {
+        let mut v = names(cmd);
+        if !v.iter().any(|n| n == "help") {
+            v.extend(["help".to_string(), "h".to_string()]);
+        }
+        return v;
+    }
+    match words.last() {
+        Some(last) if last.starts_with('-') => {
+            let mut v = flags(&root, last);
+            v.extend(flags(cmd, last));
+            v
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -231,10 +231,11 @@ fn key_at(text: &str, line: usize) -> Option<String> {
                 _ => None,
             };
         }
-        if t.starts_with('[') && !t.starts_with("[[") {
-            if let Some(end) = t.find(']') {
-                header = t[1..end].trim().to_string();
-            }
+        if t.starts_with('[')
+            && !t.starts_with("[[")
+            && let Some(end) = t.find(']')
+        {
+            header = t[1..end].trim().to_string();
         }
     }
     None
