@@ -150,6 +150,9 @@ pub fn die_by_signal(sig: nix::sys::signal::Signal) -> ! {
 mod tests {
     use super::*;
 
+    /// The saved settings are process-wide: tests that enter raw mode take turns.
+    pub(super) static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn raw_mode_keeps_cs8_and_output_processing() {
         let pty = nix::pty::openpty(None, None).expect("openpty");
@@ -177,6 +180,7 @@ mod tests {
 
     #[test]
     fn guard_restores_the_exact_settings() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let mut t = termios::tcgetattr(&pty.slave).unwrap();
         t.control_chars[SpecialCharacterIndices::VEOF as usize] = 2;
@@ -194,5 +198,29 @@ mod tests {
         assert_eq!(before.c_cflag, after.c_cflag);
         assert_eq!(before.c_lflag, after.c_lflag);
         assert_eq!(before.c_cc, after.c_cc);
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn panic_hook_restores_the_terminal_before_the_guard_drops() {
+        let _turn = super::tests::SERIAL
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let before = libc::termios::from(termios::tcgetattr(&pty.slave).unwrap());
+        let guard = RawTerminal::enter(pty.slave.as_fd()).unwrap();
+        // With panic = "abort" no destructor runs: only the hook can restore. Keep the
+        // guard alive across the panic to see the hook do it.
+        let r = std::panic::catch_unwind(|| panic!("test panic in a raw terminal"));
+        assert!(r.is_err());
+        let after = libc::termios::from(termios::tcgetattr(&pty.slave).unwrap());
+        assert_eq!(before.c_lflag, after.c_lflag);
+        assert_eq!(before.c_iflag, after.c_iflag);
+        assert_eq!(before.c_cflag, after.c_cflag);
+        std::mem::forget(guard);
     }
 }

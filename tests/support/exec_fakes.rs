@@ -257,6 +257,8 @@ where
         });
     }
     let mut child = cmd.spawn().expect("spawn /bin/sh");
+    // Close every copy of the slave here, or reading the master never ends (EIO).
+    drop(cmd);
     drop(slave);
     let master: OwnedFd = pty.master;
     let mut m_read = std::fs::File::from(master.try_clone().unwrap());
