@@ -119,7 +119,10 @@ fn escape_character_can_be_changed_or_disabled() {
     p.send(b"\r~.\r");
     p.expect("~.", LIMIT);
     p.expect("guest$ ", LIMIT);
-    assert!(p.child.try_wait().unwrap().is_none(), "exited on ~. with -e none");
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited on ~. with -e none"
+    );
     p.send(b"exit\r");
     assert!(p.wait(LIMIT).success());
     assert_eq!(p.settings(), p.before);
@@ -154,7 +157,14 @@ fn one_shot_prints_the_output_and_exits_with_the_status() {
 
     let out = run(
         &s.host,
-        &["exec", ID, "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        &[
+            "exec",
+            ID,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\nerr\n");
@@ -226,14 +236,20 @@ fn failing(mode: VmmMode, extra: &[&str]) -> (String, usize) {
 fn handshake_refusal_is_reported_at_once() {
     // spec Q33: the Go tool accepted any line containing OK, `NOT OK` included.
     let (err, n) = failing(VmmMode::Reply(b"NOT OK\n".to_vec()), &[]);
-    assert!(err.contains(r#"the VMM answered "NOT OK" to CONNECT 1026"#), "{err}");
+    assert!(
+        err.contains(r#"the VMM answered "NOT OK" to CONNECT 1026"#),
+        "{err}"
+    );
     assert_eq!(n, 1, "a refusal is not retried");
 }
 
 #[test]
 fn handshake_silence_times_out() {
     let (err, n) = failing(VmmMode::Silent, &["--handshake-timeout", "1"]);
-    assert!(err.contains("no handshake reply to CONNECT 1026 within 1s"), "{err}");
+    assert!(
+        err.contains("no handshake reply to CONNECT 1026 within 1s"),
+        "{err}"
+    );
     assert_eq!(n, 1);
 }
 

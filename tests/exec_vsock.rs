@@ -56,7 +56,11 @@ fn connect_local(port: u32, limit: Duration) -> Result<OwnedFd, String> {
     let ms = PollTimeout::try_from(limit.as_millis() as i32).unwrap();
     match poll(&mut fds, ms) {
         Ok(n) if n > 0 => {}
-        _ => return Err(format!("connect to CID 1 port {port} did not complete within {limit:?}")),
+        _ => {
+            return Err(format!(
+                "connect to CID 1 port {port} did not complete within {limit:?}"
+            ));
+        }
     }
     match getsockopt(&fd, sockopt::SocketError) {
         Ok(0) => Ok(fd),
@@ -115,7 +119,9 @@ fn exec_over_vsock_loopback() {
     let l = match probe(port) {
         Ok(l) => l,
         Err(why) => {
-            eprintln!("SKIPPED exec_over_vsock_loopback: AF_VSOCK loopback (CID 1) is not usable here: {why} (needs the vsock_loopback transport, Linux >= 5.6)");
+            eprintln!(
+                "SKIPPED exec_over_vsock_loopback: AF_VSOCK loopback (CID 1) is not usable here: {why} (needs the vsock_loopback transport, Linux >= 5.6)"
+            );
             return;
         }
     };
@@ -152,7 +158,14 @@ fn vsock_connect_failure_names_the_address() {
     let port = 60000 + std::process::id() % 5000;
     let out = host
         .command()
-        .args(["exec", "--kata-debug-port", &port.to_string(), ID, "--", "true"])
+        .args([
+            "exec",
+            "--kata-debug-port",
+            &port.to_string(),
+            ID,
+            "--",
+            "true",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();

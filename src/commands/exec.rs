@@ -12,10 +12,10 @@ use slog::info;
 use crate::cli::ExecArgs;
 use crate::console::dial::{self, DialOptions};
 use crate::console::escape::parse_escape_char;
+use crate::console::oneshot;
 use crate::console::session::{self, Outcome, Signals};
 use crate::console::terminal::{self, RawTerminal, TerminalError};
 use crate::console::url::{AgentUrl, ConsoleTarget, debug_port, parse_agent_url};
-use crate::console::oneshot;
 use crate::context::{self, Context};
 use crate::errors::Exit;
 

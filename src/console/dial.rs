@@ -56,7 +56,9 @@ pub enum AttemptError {
     #[error("no handshake reply to CONNECT {port} within {}", short(*.timeout))]
     HandshakeTimeout { port: u32, timeout: Duration },
     // spec Q33: the reply must start with `OK `; the Go tool accepted any line containing OK.
-    #[error("handshake failed: the VMM answered {reply:?} to CONNECT {port}, expected \"OK <port>\"")]
+    #[error(
+        "handshake failed: the VMM answered {reply:?} to CONNECT {port}, expected \"OK <port>\""
+    )]
     Refused { port: u32, reply: String },
     #[error("handshake failed: the VMM's reply is longer than {MAX_REPLY} bytes without a newline")]
     ReplyTooLong,
@@ -199,7 +201,10 @@ where
         .write_all(format!("CONNECT {port}\n").as_bytes())
         .await
         .map_err(|e| io_err("write CONNECT", e))?;
-    stream.flush().await.map_err(|e| io_err("write CONNECT", e))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| io_err("write CONNECT", e))?;
     let mut line = Vec::with_capacity(32);
     let mut byte = [0u8; 1];
     loop {
@@ -320,7 +325,9 @@ mod tests {
         assert!(err.attempts > 2, "{err}");
         let text = err.to_string();
         assert!(
-            text.starts_with("cannot connect to the debug console at hvsock:///run/missing.hvsock:1026 ("),
+            text.starts_with(
+                "cannot connect to the debug console at hvsock:///run/missing.hvsock:1026 ("
+            ),
             "{text}"
         );
         assert!(

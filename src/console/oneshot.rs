@@ -196,20 +196,31 @@ fn emit(out: &mut Vec<u8>, bytes: &[u8], crlf: bool) {
         out.extend_from_slice(bytes);
         return;
     }
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
-            out.push(b'\n');
-            i += 2;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    // Copy runs between `\r\n` pairs whole; this is on the path of every output byte.
+    let mut rest = bytes;
+    while let Some(i) = find(rest, b"\r\n") {
+        out.extend_from_slice(&rest[..i]);
+        out.push(b'\n');
+        rest = &rest[i + 2..];
     }
+    out.extend_from_slice(rest);
 }
 
+/// First position of `needle` in `hay`: scan for its first byte, then compare.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, tail) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(p) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + p;
+        if hay.len() - at < needle.len() {
+            return None;
+        }
+        if &hay[at + 1..at + needle.len()] == tail {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Length of the longest proper prefix of `needle` that `hay` ends with.

@@ -19,7 +19,7 @@ use crate::errors::os_text;
 
 /// Size of one read from the console; large enough that a flood of output moves in few
 /// system calls and channel hand-offs.
-const CONSOLE_BUF: usize = 64 * 1024;
+const CONSOLE_BUF: usize = 256 * 1024;
 /// Size of one read from the terminal (keystrokes or a paste).
 const TERMINAL_BUF: usize = 16 * 1024;
 
@@ -93,23 +93,39 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A thread that writes what it receives to standard output as soon as it arrives.
+/// A thread that writes what it receives to standard output as soon as it arrives, and
+/// hands each buffer back for reuse (no allocation per chunk on a flood of output).
 struct OutputThread {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<(Vec<u8>, usize)>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
     done: thread::JoinHandle<io::Result<()>>,
 }
 
 impl OutputThread {
     fn start() -> Self {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, usize)>(4);
+        let (back, spare) = std::sync::mpsc::channel();
         let done = thread::spawn(move || {
             let stdout = io::stdout();
-            while let Some(chunk) = rx.blocking_recv() {
-                write_all_fd(stdout.as_fd(), &chunk)?;
+            while let Some((chunk, n)) = rx.blocking_recv() {
+                write_all_fd(stdout.as_fd(), &chunk[..n])?;
+                let _ = back.send(chunk);
             }
             Ok(())
         });
-        Self { tx, done }
+        Self { tx, spare, done }
+    }
+
+    /// A buffer of [`CONSOLE_BUF`] bytes, reused when one has come back.
+    fn buffer(&self) -> Vec<u8> {
+        self.spare
+            .try_recv()
+            .unwrap_or_else(|_| vec![0u8; CONSOLE_BUF])
+    }
+
+    /// Queues the first `n` bytes of `buf`; false when the writer has stopped.
+    async fn send(&self, buf: Vec<u8>, n: usize) -> bool {
+        self.tx.send((buf, n)).await.is_ok()
     }
 
     /// Waits until everything sent so far is written.
@@ -149,10 +165,10 @@ fn start_input_thread() -> mpsc::Receiver<io::Result<Vec<u8>>> {
 /// Copies console → stdout until the console closes.
 async fn pump_output(
     mut rd: ReadHalf<Connection>,
-    tx: &mpsc::Sender<Vec<u8>>,
+    output: &OutputThread,
 ) -> Result<(), SessionError> {
-    let mut buf = vec![0u8; CONSOLE_BUF];
     loop {
+        let mut buf = output.buffer();
         let n = rd
             .read(&mut buf)
             .await
@@ -160,7 +176,7 @@ async fn pump_output(
         if n == 0 {
             return Ok(());
         }
-        if tx.send(buf[..n].to_vec()).await.is_err() {
+        if !output.send(buf, n).await {
             // The writer thread stopped on an error; `finish` reports it.
             return Ok(());
         }
@@ -207,8 +223,7 @@ pub async fn interactive(
     let output = OutputThread::start();
     let input = start_input_thread();
     let outcome = {
-        let out_tx = output.tx.clone();
-        let guest = pump_output(rd, &out_tx);
+        let guest = pump_output(rd, &output);
         let local = pump_input(input, wr, EscapeFilter::new(escape));
         tokio::select! {
             r = guest => r.map(|()| Outcome::GuestClosed),
@@ -230,7 +245,8 @@ pub async fn interactive(
 }
 
 /// One-shot mode: types `line`, writes the command's output to stdout as it arrives and
-/// returns its exit status.
+/// returns its exit status. Output is written from this task directly: there is no other
+/// direction to keep moving, and a hand-off per chunk would cost more than the write.
 pub async fn one_shot(conn: Connection, line: &str, token: &str) -> Result<i32, SessionError> {
     let (mut rd, mut wr) = tokio::io::split(conn);
     wr.write_all(line.as_bytes())
@@ -239,28 +255,22 @@ pub async fn one_shot(conn: Connection, line: &str, token: &str) -> Result<i32, 
     wr.flush()
         .await
         .map_err(|e| SessionError::ConsoleWrite(os_text(&e)))?;
-    let output = OutputThread::start();
+    let stdout = io::stdout();
     let mut parser = Parser::new(token);
     let mut buf = vec![0u8; CONSOLE_BUF];
-    let result = loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => break Err(SessionError::ConsoleRead(os_text(&e))),
-        };
+    loop {
+        let n = rd
+            .read(&mut buf)
+            .await
+            .map_err(|e| SessionError::ConsoleRead(os_text(&e)))?;
         if n == 0 {
-            break Err(SessionError::ClosedEarly);
+            return Err(SessionError::ClosedEarly);
         }
         let step = parser.feed(&buf[..n]);
-        if !step.output.is_empty() && output.tx.send(step.output).await.is_err() {
-            break Ok(None);
-        }
+        write_all_fd(stdout.as_fd(), &step.output)
+            .map_err(|e| SessionError::Output(os_text(&e)))?;
         if let Some(status) = step.status {
-            break Ok(Some(status));
+            return Ok(status);
         }
-    };
-    let flushed = output.finish();
-    let status = result?;
-    flushed?;
-    // `None`: the writer stopped, and `finish` reported why.
-    Ok(status.unwrap_or(1))
+    }
 }

@@ -164,8 +164,14 @@ mod tests {
         assert_eq!(t.control_flags & ControlFlags::CSIZE, ControlFlags::CS8);
         assert!(!t.control_flags.contains(ControlFlags::PARENB));
         assert!(t.output_flags.contains(OutputFlags::OPOST));
-        assert!(!t.local_flags.intersects(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::ISIG));
-        assert!(!t.input_flags.intersects(InputFlags::ICRNL | InputFlags::IXON));
+        assert!(
+            !t.local_flags
+                .intersects(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::ISIG)
+        );
+        assert!(
+            !t.input_flags
+                .intersects(InputFlags::ICRNL | InputFlags::IXON)
+        );
         assert_eq!(t.control_chars[SpecialCharacterIndices::VMIN as usize], 1);
     }
 

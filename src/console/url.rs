@@ -28,9 +28,7 @@ pub enum UrlError {
         "the shim returned an empty agent URL (is the sandbox's VM running?); expected vsock://CID:PORT or hvsock:///PATH:PORT"
     )]
     Empty,
-    #[error(
-        "agent URL \"{0}\" has no scheme; expected vsock://CID:PORT or hvsock:///PATH:PORT"
-    )]
+    #[error("agent URL \"{0}\" has no scheme; expected vsock://CID:PORT or hvsock:///PATH:PORT")]
     NoScheme(String),
     // Go's words first (`schema unix not found`), then what we accept.
     #[error(
@@ -230,10 +228,7 @@ mod tests {
     fn vsock_url_parses() {
         assert_eq!(
             parse_agent_url("vsock://3:1024\n"),
-            Ok(AgentUrl::Vsock {
-                cid: 3,
-                port: 1024
-            })
+            Ok(AgentUrl::Vsock { cid: 3, port: 1024 })
         );
         assert_eq!(
             parse_agent_url("vsock://4294967295:1"),
@@ -278,7 +273,10 @@ mod tests {
             ("vsock://3:4294967296", "Invalid vsock port: 4294967296"),
             ("hvsock:///run/x.sock", "Invalid hybrid vsock scheme"),
             ("hvsock:///run/a:b.sock:1024", "Invalid hybrid vsock scheme"),
-            ("hvsock://host/run/x.sock:1024", "Invalid hybrid vsock scheme"),
+            (
+                "hvsock://host/run/x.sock:1024",
+                "Invalid hybrid vsock scheme",
+            ),
             ("hvsock:///run/x.sock:port", "Invalid vsock port: port"),
             ("hvsock:///run/%zz.sock:1", "invalid URL escape \"%zz\""),
             ("vsock://3:1024\n\n", "Invalid vsock port"),

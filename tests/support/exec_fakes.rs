@@ -193,7 +193,9 @@ fn serve_vmm(mut conn: UnixStream, mode: VmmMode, seen: Arc<Mutex<Vec<String>>>)
     while conn.read(&mut b).map(|n| n == 1).unwrap_or(false) && b[0] != b'\n' {
         line.push(b[0]);
     }
-    seen.lock().unwrap().push(String::from_utf8_lossy(&line).into_owned());
+    seen.lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&line).into_owned());
     match mode {
         VmmMode::Shell { banner } => {
             let mut first = b"OK 1073741824\n".to_vec();
