@@ -10,8 +10,11 @@ pub mod context;
 pub mod errors;
 pub mod host;
 pub mod logging;
+pub mod output;
 pub mod paths;
+pub mod shim;
 pub mod version;
+pub mod volume;
 
 /// Generated VM cache gRPC code (`proto/cache.proto`).
 pub mod cache {

@@ -33,17 +33,6 @@ impl LogFormat {
     }
 }
 
-/// Go's GOARCH name for the running architecture.
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        other => other,
-    }
-}
-
 /// Where records go.
 pub enum Destination {
     Stderr,
@@ -243,7 +232,7 @@ pub fn logger(drain: LogrusDrain, command: Option<&str>) -> Logger {
         o!(
             "name" => "kata-runtime",
             "source" => "runtime",
-            "arch" => go_arch(),
+            "arch" => crate::host::go_arch(),
             "pid" => std::process::id(),
         ),
     );

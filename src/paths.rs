@@ -24,6 +24,10 @@ pub const ETC_OS_RELEASE: &str = "/etc/os-release";
 pub const USR_LIB_OS_RELEASE: &str = "/usr/lib/os-release";
 pub const SYS_MODULE: &str = "/sys/module";
 pub const SYS_FIRMWARE_TDX: &str = "/sys/firmware/tdx";
+/// The TDX module directory the Go 3.0.0 runtime tests for guest protection (spec §4.2).
+pub const SYS_FIRMWARE_TDX_SEAM: &str = "/sys/firmware/tdx_seam";
+/// The host kernel command line (s390x Secure Execution: `prot_virt=`).
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
 pub const SYS_KVM_AMD_SEV: &str = "/sys/module/kvm_amd/parameters/sev";
 pub const SYS_KVM_INTEL_TDX: &str = "/sys/module/kvm_intel/parameters/tdx";
 pub const SYS_FIRMWARE_ULTRAVISOR: &str = "/sys/firmware/ultravisor";
@@ -31,6 +35,8 @@ pub const PROC_DEVICE_TREE_IBM_SECURE: &str = "/proc/device-tree/ibm,secure-memo
 pub const DEV_KVM: &str = "/dev/kvm";
 pub const DEV_VHOST_VSOCK: &str = "/dev/vhost-vsock";
 pub const DEV_ACRN_HSM: &str = "/dev/acrn_hsm";
+/// Root of the Go runtime's VM state; `env` shows firecracker's jailed socket under it.
+pub const RUN_VC: &str = "/run/vc";
 /// Go shim (containerd-shim-kata-v2) sandbox state: `<dir>/<id>/shim-monitor.sock`.
 pub const RUN_VC_SBS: &str = "/run/vc/sbs";
 /// runtime-rs shim sandbox state: `<dir>/<id>/shim-monitor.sock`.

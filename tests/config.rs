@@ -443,3 +443,82 @@ proptest! {
         let _ = config::load_from_str(&HostRoot::new("/nonexistent-root"), "p.toml", &text, AssetPolicy::Report);
     }
 }
+
+/// The real binary with a broken `--config`: exit 1, nothing on stdout, one message naming
+/// the file and the key.
+fn env_with(dir: &Path, text: &str) -> std::process::Output {
+    let path = dir.join("configuration.toml");
+    fs::write(&path, text).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_kata-runtime"))
+        .env("KATA_HOST_ROOT", dir)
+        .args(["--config", path.to_str().unwrap(), "env", "--json"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn binary_reports_broken_configurations() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "[hypervisor.qemu\npath = 1\n".into(),
+            "configuration.toml: toml: line 1",
+        ),
+        (
+            "[hypervisor.qemu]\ndefault_memory = \"x\"\n".into(),
+            "(last key \"hypervisor.qemu.default_memory\")",
+        ),
+        (
+            "[hypervisor.fc]\n".into(),
+            "unknown hypervisor table [hypervisor.fc]",
+        ),
+        (
+            "[hypervisor.qemu]\n[hypervisor.clh]\n".into(),
+            "more than one hypervisor table ([hypervisor.clh], [hypervisor.qemu])",
+        ),
+        (
+            "[hypervisor.qemu]\npath = \"/bin/sh\"\nkernel = \"/no/such/vmlinux\"\n".into(),
+            "hypervisor.qemu.kernel: file /no/such/vmlinux does not exist",
+        ),
+    ];
+    for (text, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fs::write(dir.path().join("bin/sh"), "").unwrap();
+        let out = env_with(dir.path(), &text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {err}");
+        assert!(out.stdout.is_empty(), "{text}");
+        assert!(err.contains(needle), "{text}: {err}");
+        assert!(
+            err.contains(&dir.path().join("configuration.toml").display().to_string())
+                || needle.contains("kernel"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn binary_applies_a_dropin_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_stand_ins(dir.path(), &shipped("configuration-qemu.toml"));
+    fs::create_dir_all(dir.path().join("config.d")).unwrap();
+    fs::write(
+        dir.path().join("config.d/50-debug.toml"),
+        "[hypervisor.qemu]\nenable_debug = true\n[runtime]\nenable_debug = true\n",
+    )
+    .unwrap();
+    let path = dir.path().join("configuration.toml");
+    fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kata-runtime"))
+        .args(["--config", path.to_str().unwrap(), "env", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Hypervisor"]["Debug"], true);
+    assert_eq!(v["Runtime"]["Debug"], true);
+}

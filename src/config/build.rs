@@ -14,6 +14,7 @@ use super::{
     RuntimeConfig,
 };
 use crate::errors::os_text;
+use crate::host::{host_memory_mib, usable_cpus};
 use crate::paths::HostRoot;
 
 pub const DEFAULT_HYPERVISOR_PATH: &str = "/usr/bin/qemu-system-x86_64";
@@ -58,26 +59,6 @@ pub fn arch_max_vcpus() -> u32 {
         "s390x" => 248,
         _ => 240,
     }
-}
-
-/// CPUs this process may run on, as Go's NumCPU counts them (the affinity mask).
-pub fn usable_cpus() -> u32 {
-    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .map(|set| {
-            (0..nix::sched::CpuSet::count())
-                .filter(|&i| set.is_set(i).unwrap_or(false))
-                .count() as u32
-        })
-        .ok()
-        .filter(|&n| n > 0)
-        .unwrap_or(1)
-}
-
-/// Total host memory in MiB (sysinfo, as the Go tool reads it).
-pub fn host_memory_mib() -> u64 {
-    nix::sys::sysinfo::sysinfo()
-        .map(|i| i.ram_total() / (1024 * 1024))
-        .unwrap_or(0)
 }
 
 struct Ctx<'a> {
