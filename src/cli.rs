@@ -17,7 +17,8 @@ URL:
 ";
 
 /// How to leave the console and run one command (shown by `exec --help`).
-pub const EXEC_NOTES: &str = "Standard input must be a terminal. To leave a console that no longer answers, type
+pub const EXEC_NOTES: &str =
+    "Standard input must be a terminal. To leave a console that no longer answers, type
 Enter, then ~ and . (as in ssh); ~? lists the sequences and ~~ sends one ~. Choose
 another escape character with -e (e.g. -e '^]'), or none with -e none.
 
@@ -688,8 +689,14 @@ mod tests {
         };
         assert_eq!((e.handshake_timeout, e.escape_char.as_str()), (2, "^]"));
         assert!(
-            Cli::try_parse_from(normalize_args(["kata-runtime", "exec", "--handshake-timeout", "0", "x"]))
-                .is_err()
+            Cli::try_parse_from(normalize_args([
+                "kata-runtime",
+                "exec",
+                "--handshake-timeout",
+                "0",
+                "x"
+            ]))
+            .is_err()
         );
         let Some(Command::Metrics(m)) = parse(&["metrics", "sb1"]).command else {
             panic!()
