@@ -18,11 +18,7 @@ use crate::console::terminal::{self, RawTerminal, TerminalError};
 use crate::console::url::{AgentUrl, ConsoleTarget, debug_port, parse_agent_url};
 use crate::context::{self, Context};
 use crate::errors::Exit;
-
-/// The shim path that answers with the agent's address.
-const AGENT_URL_PATH: &str = "/agent-url";
-/// The Go tool's timeout for talking to the shim (dial and whole request).
-const SHIM_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::shim;
 
 pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<()> {
     // Everything that can be checked locally is checked before any connection is made.
@@ -96,8 +92,9 @@ async fn interactive(
 /// The sandbox's full ID and its agent URL, from the shim (either shim root; a unique ID
 /// prefix is accepted).
 async fn agent_url(ctx: &Context, id: &str) -> anyhow::Result<(String, AgentUrl)> {
-    let sandbox = crate::shim::resolve_sandbox(&ctx.host, id)?;
-    let body = crate::shim::get(&sandbox, AGENT_URL_PATH, SHIM_TIMEOUT).await?;
+    let sandbox = shim::resolve_sandbox(&ctx.host, id)?;
+    // 3 s as in the Go tool unless KATA_SHIM_TIMEOUT_MS says otherwise.
+    let body = shim::get(&sandbox, shim::urls::AGENT_URL, shim::timeout_from_env()).await?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         anyhow::anyhow!(
             "the shim of sandbox {} returned an agent URL that is not UTF-8 text",
