@@ -3,7 +3,7 @@
 //! hand the local terminal to the guest shell or run one command and return its status.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -47,11 +47,12 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<()> {
         info!(ctx.log, "connecting to the debug console"; "sandbox" => &sandbox_id, "address" => target.to_string());
         let conn = dial::dial(&target, opts)
             .await
-            .with_context(|| format!("sandbox {sandbox_id}"))?;
+            .with_context(|| format!("sandbox {sandbox_id}"))?
+            .into_blocking()
+            .with_context(|| format!("sandbox {sandbox_id}: {target}"))?;
         match one_shot {
             Some((line, token)) => {
                 let status = session::one_shot(conn, &line, &token)
-                    .await
                     .with_context(|| format!("sandbox {sandbox_id}: {target}"))?;
                 info!(ctx.log, "command finished"; "sandbox" => &sandbox_id, "status" => status);
                 if status == 0 {
@@ -67,7 +68,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<()> {
 
 async fn interactive(
     ctx: &Context,
-    conn: dial::Connection,
+    conn: OwnedFd,
     escape: Option<u8>,
     sandbox_id: &str,
 ) -> anyhow::Result<()> {

@@ -25,8 +25,12 @@ pub enum OneShotError {
         "the command line is {0} bytes once quoted; the guest console accepts at most {MAX_LINE}: put the command in a script inside the guest or shorten it"
     )]
     TooLong(usize),
-    #[error("the command contains a NUL or newline character, which the console cannot carry")]
-    BadChar,
+    // The line goes through the guest pty's line discipline (and maybe readline): ^C,
+    // ^U, tab, newline... would act there instead of reaching the command.
+    #[error(
+        "the command contains a control character ({0:?}), which the guest terminal would act on instead of passing it: use printf escapes inside `sh -c '...'` instead"
+    )]
+    BadChar(char),
 }
 
 /// A random token (128 bits from the standard library's OS-seeded hasher keys).
@@ -62,8 +66,12 @@ pub fn shell_quote(arg: &str) -> String {
 /// The line to type into the guest shell (with its final `\n`). Each argument is one
 /// word, as with `kubectl exec`: use `-- sh -c '...'` for pipes and redirections.
 pub fn command_line(args: &[String], token: &str) -> Result<String, OneShotError> {
-    if args.iter().any(|a| a.contains(['\0', '\n', '\r'])) {
-        return Err(OneShotError::BadChar);
+    if let Some(c) = args
+        .iter()
+        .flat_map(|a| a.chars())
+        .find(|c| c.is_ascii_control())
+    {
+        return Err(OneShotError::BadChar(c));
     }
     let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
     let line = format!(
@@ -281,8 +289,13 @@ mod tests {
         assert!(line.ends_with("exit\n"));
         assert_eq!(
             command_line(&["a\nb".into()], t),
-            Err(OneShotError::BadChar)
+            Err(OneShotError::BadChar('\n'))
         );
+        assert_eq!(
+            command_line(&["a\tb".into()], t),
+            Err(OneShotError::BadChar('\t'))
+        );
+        assert!(command_line(&["\u{3}".into()], t).is_err());
         assert!(matches!(
             command_line(&["x".repeat(5000)], t),
             Err(OneShotError::TooLong(_))

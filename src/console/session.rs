@@ -1,24 +1,25 @@
-//! Copy loops between the local terminal and the guest console. Both directions run at
-//! once; the terminal side uses two plain threads with blocking reads and writes (so the
-//! shared terminal is never switched to non-blocking mode, which would leak into the
-//! user's shell), and the console side is async.
+//! Copy loops between the local terminal and the guest console. Each direction runs on
+//! its own thread with blocking reads and writes: the terminal is never switched to
+//! non-blocking mode (that would leak into the user's shell), a stalled terminal does not
+//! stop keystrokes (and so the escape sequence) from reaching the guest, and a flood of
+//! output costs one read and one write per chunk. The async side only waits for the
+//! first thread to finish or for a signal.
 
-use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread;
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::dial::Connection;
 use super::escape::EscapeFilter;
 use super::oneshot::Parser;
 use crate::errors::os_text;
 
 /// Size of one read from the console; large enough that a flood of output moves in few
-/// system calls and channel hand-offs.
+/// system calls.
 const CONSOLE_BUF: usize = 256 * 1024;
 /// Size of one read from the terminal (keystrokes or a paste).
 const TERMINAL_BUF: usize = 16 * 1024;
@@ -48,6 +49,8 @@ pub enum SessionError {
     Output(String),
     #[error("cannot watch for signals: {0}")]
     Signals(String),
+    #[error("cannot set up the console connection: {0}")]
+    Setup(String),
     #[error(
         "the guest console closed before the command finished (its output so far was printed); the guest shell may have exited or the agent stopped"
     )]
@@ -93,176 +96,98 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// A thread that writes what it receives to standard output as soon as it arrives, and
-/// hands each buffer back for reuse (no allocation per chunk on a flood of output).
-struct OutputThread {
-    tx: mpsc::Sender<(Vec<u8>, usize)>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    done: thread::JoinHandle<io::Result<()>>,
-}
-
-impl OutputThread {
-    fn start() -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, usize)>(4);
-        let (back, spare) = std::sync::mpsc::channel();
-        let done = thread::spawn(move || {
-            let stdout = io::stdout();
-            while let Some((chunk, n)) = rx.blocking_recv() {
-                write_all_fd(stdout.as_fd(), &chunk[..n])?;
-                let _ = back.send(chunk);
-            }
-            Ok(())
-        });
-        Self { tx, spare, done }
-    }
-
-    /// A buffer of [`CONSOLE_BUF`] bytes, reused when one has come back.
-    fn buffer(&self) -> Vec<u8> {
-        self.spare
-            .try_recv()
-            .unwrap_or_else(|_| vec![0u8; CONSOLE_BUF])
-    }
-
-    /// Queues the first `n` bytes of `buf`; false when the writer has stopped.
-    async fn send(&self, buf: Vec<u8>, n: usize) -> bool {
-        self.tx.send((buf, n)).await.is_ok()
-    }
-
-    /// Waits until everything sent so far is written.
-    fn finish(self) -> Result<(), SessionError> {
-        drop(self.tx);
-        match self.done.join() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SessionError::Output(os_text(&e))),
-            Err(_) => Err(SessionError::Output("the output thread failed".into())),
-        }
-    }
-}
-
-/// Starts a thread that reads the terminal (standard input) and sends what it reads; an
-/// empty chunk means end of file. The thread is left blocked in `read` when the session
-/// ends; the process exits soon after.
-fn start_input_thread() -> mpsc::Receiver<io::Result<Vec<u8>>> {
-    let (tx, rx) = mpsc::channel(4);
-    thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut buf = vec![0u8; TERMINAL_BUF];
-        loop {
-            let r = match nix::unistd::read(stdin.as_fd(), &mut buf) {
-                Ok(n) => Ok(buf[..n].to_vec()),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => Err(io::Error::from(e)),
-            };
-            let stop = !matches!(&r, Ok(v) if !v.is_empty());
-            if tx.blocking_send(r).is_err() || stop {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Copies console → stdout until the console closes.
-async fn pump_output(
-    mut rd: ReadHalf<Connection>,
-    output: &OutputThread,
-) -> Result<(), SessionError> {
+/// Reads into `buf`, retrying on EINTR.
+fn read_retry(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        let mut buf = output.buffer();
-        let n = rd
-            .read(&mut buf)
-            .await
-            .map_err(|e| SessionError::ConsoleRead(os_text(&e)))?;
-        if n == 0 {
-            return Ok(());
-        }
-        if !output.send(buf, n).await {
-            // The writer thread stopped on an error; `finish` reports it.
-            return Ok(());
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
         }
     }
 }
 
-/// Copies terminal → console through the escape filter until the user leaves.
-async fn pump_input(
-    mut input: mpsc::Receiver<io::Result<Vec<u8>>>,
-    mut wr: WriteHalf<Connection>,
-    mut filter: EscapeFilter,
-) -> Result<Outcome, SessionError> {
-    let mut out = Vec::with_capacity(TERMINAL_BUF);
-    while let Some(chunk) = input.recv().await {
-        let chunk = chunk.map_err(|e| SessionError::TerminalRead(os_text(&e)))?;
-        if chunk.is_empty() {
-            return Ok(Outcome::TerminalClosed);
+type Report = mpsc::UnboundedSender<Result<Outcome, SessionError>>;
+
+/// Guest → standard output, until the guest closes.
+fn guest_to_stdout(mut conn: File, report: Report) {
+    let stdout = io::stdout();
+    let mut buf = vec![0u8; CONSOLE_BUF];
+    let end = loop {
+        let n = match read_retry(&mut conn, &mut buf) {
+            Ok(0) => break Ok(Outcome::GuestClosed),
+            Ok(n) => n,
+            Err(e) => break Err(SessionError::ConsoleRead(os_text(&e))),
+        };
+        if let Err(e) = write_all_fd(stdout.as_fd(), &buf[..n]) {
+            break Err(SessionError::Output(os_text(&e)));
         }
+    };
+    let _ = report.send(end);
+}
+
+/// Terminal → guest through the escape filter, until the user leaves.
+fn terminal_to_guest(mut conn: File, mut filter: EscapeFilter, report: Report) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = vec![0u8; TERMINAL_BUF];
+    let mut out = Vec::with_capacity(TERMINAL_BUF);
+    let end = loop {
+        let n = match read_retry(&mut stdin, &mut buf) {
+            Ok(0) => break Ok(Outcome::TerminalClosed),
+            Ok(n) => n,
+            Err(e) => break Err(SessionError::TerminalRead(os_text(&e))),
+        };
         out.clear();
-        let req = filter.feed(&chunk, &mut out);
+        let req = filter.feed(&buf[..n], &mut out);
         if req.help {
             let _ = write_all_fd(io::stderr().as_fd(), filter.help_text().as_bytes());
         }
-        if !out.is_empty() {
-            wr.write_all(&out)
-                .await
-                .map_err(|e| SessionError::ConsoleWrite(os_text(&e)))?;
+        if !out.is_empty()
+            && let Err(e) = conn.write_all(&out)
+        {
+            break Err(SessionError::ConsoleWrite(os_text(&e)));
         }
         if req.disconnect {
-            return Ok(Outcome::Escaped);
+            break Ok(Outcome::Escaped);
         }
-    }
-    Ok(Outcome::TerminalClosed)
+    };
+    let _ = report.send(end);
 }
 
-/// The interactive console: terminal ↔ guest until one side ends. The caller owns the
-/// raw-mode guard and restores the terminal after this returns.
+/// The interactive console: terminal ↔ guest until one side ends or a signal arrives. The
+/// caller owns the raw-mode guard and restores the terminal after this returns. The copy
+/// threads are not joined (one is usually blocked reading the terminal); the process
+/// exits right after.
 pub async fn interactive(
-    conn: Connection,
+    conn: OwnedFd,
     escape: Option<u8>,
     signals: &mut Signals,
 ) -> Result<Outcome, SessionError> {
-    let (rd, wr) = tokio::io::split(conn);
-    let output = OutputThread::start();
-    let input = start_input_thread();
-    let outcome = {
-        let guest = pump_output(rd, &output);
-        let local = pump_input(input, wr, EscapeFilter::new(escape));
-        tokio::select! {
-            r = guest => r.map(|()| Outcome::GuestClosed),
-            r = local => r,
-            s = signals.recv() => Ok(Outcome::Signal(s)),
-        }
-    };
-    // Whatever the guest said last reaches the terminal before it is restored, unless a
-    // signal asked us to stop now.
-    match outcome {
-        Ok(Outcome::Signal(_)) => outcome,
-        _ => {
-            let flushed = output.finish();
-            let o = outcome?;
-            flushed?;
-            Ok(o)
-        }
+    let reader = File::from(conn);
+    let writer = reader
+        .try_clone()
+        .map_err(|e| SessionError::Setup(os_text(&e)))?;
+    let (report, mut ended) = mpsc::unbounded_channel();
+    let r2 = report.clone();
+    thread::spawn(move || guest_to_stdout(reader, report));
+    thread::spawn(move || terminal_to_guest(writer, EscapeFilter::new(escape), r2));
+    tokio::select! {
+        end = ended.recv() => end.unwrap_or(Ok(Outcome::GuestClosed)),
+        s = signals.recv() => Ok(Outcome::Signal(s)),
     }
 }
 
 /// One-shot mode: types `line`, writes the command's output to stdout as it arrives and
-/// returns its exit status. Output is written from this task directly: there is no other
-/// direction to keep moving, and a hand-off per chunk would cost more than the write.
-pub async fn one_shot(conn: Connection, line: &str, token: &str) -> Result<i32, SessionError> {
-    let (mut rd, mut wr) = tokio::io::split(conn);
-    wr.write_all(line.as_bytes())
-        .await
-        .map_err(|e| SessionError::ConsoleWrite(os_text(&e)))?;
-    wr.flush()
-        .await
+/// returns its exit status. Only one direction matters here, so it runs on this thread.
+pub fn one_shot(conn: OwnedFd, line: &str, token: &str) -> Result<i32, SessionError> {
+    let mut conn = File::from(conn);
+    conn.write_all(line.as_bytes())
         .map_err(|e| SessionError::ConsoleWrite(os_text(&e)))?;
     let stdout = io::stdout();
     let mut parser = Parser::new(token);
     let mut buf = vec![0u8; CONSOLE_BUF];
     loop {
-        let n = rd
-            .read(&mut buf)
-            .await
-            .map_err(|e| SessionError::ConsoleRead(os_text(&e)))?;
+        let n =
+            read_retry(&mut conn, &mut buf).map_err(|e| SessionError::ConsoleRead(os_text(&e)))?;
         if n == 0 {
             return Err(SessionError::ClosedEarly);
         }
