@@ -332,4 +332,8 @@ fn unknown_sandbox_and_bad_id_fail_before_connecting() {
     let out = run(&host, &["exec", "a", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("invalid container/sandbox ID"));
+    // The ID is checked before the terminal.
+    let out = run(&host, &["exec"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "ID cannot be blank\n");
 }

@@ -25,6 +25,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<()> {
     let port = debug_port(args.kata_debug_port)?;
     let escape = parse_escape_char(&args.escape_char)?;
     let id = args.sandbox_id.as_deref().unwrap_or("");
+    shim::validate_sandbox_id(id)?;
     let one_shot = if args.command.is_empty() {
         // spec Q31: a clean error instead of the Go tool's panic.
         if !terminal::is_terminal(io::stdin().as_fd()) {
