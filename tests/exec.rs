@@ -337,3 +337,32 @@ fn unknown_sandbox_and_bad_id_fail_before_connecting() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "ID cannot be blank\n");
 }
+
+#[test]
+fn one_shot_into_a_closed_pipe_ends_quietly() {
+    let s = setup(shell());
+    let mut child = s
+        .host
+        .command()
+        .args([
+            "exec",
+            ID,
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `| head -n 1` does.
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"line 0");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}

@@ -45,8 +45,9 @@ pub enum SessionError {
     ConsoleWrite(String),
     #[error("reading the terminal failed: {0}")]
     TerminalRead(String),
-    #[error("writing to standard output failed: {0}")]
-    Output(String),
+    // Keeps the io::Error so that a closed pipe (`| head`) ends quietly with 0.
+    #[error("writing to standard output failed: {}", os_text(.0))]
+    Output(#[source] io::Error),
     #[error("cannot watch for signals: {0}")]
     Signals(String),
     #[error("cannot set up the console connection: {0}")]
@@ -119,7 +120,7 @@ fn guest_to_stdout(mut conn: File, report: Report) {
             Err(e) => break Err(SessionError::ConsoleRead(os_text(&e))),
         };
         if let Err(e) = write_all_fd(stdout.as_fd(), &buf[..n]) {
-            break Err(SessionError::Output(os_text(&e)));
+            break Err(SessionError::Output(e));
         }
     };
     let _ = report.send(end);
@@ -192,8 +193,7 @@ pub fn one_shot(conn: OwnedFd, line: &str, token: &str) -> Result<i32, SessionEr
             return Err(SessionError::ClosedEarly);
         }
         let step = parser.feed(&buf[..n]);
-        write_all_fd(stdout.as_fd(), &step.output)
-            .map_err(|e| SessionError::Output(os_text(&e)))?;
+        write_all_fd(stdout.as_fd(), &step.output).map_err(SessionError::Output)?;
         if let Some(status) = step.status {
             return Ok(status);
         }
