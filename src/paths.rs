@@ -31,6 +31,8 @@ pub const PROC_DEVICE_TREE_IBM_SECURE: &str = "/proc/device-tree/ibm,secure-memo
 pub const DEV_KVM: &str = "/dev/kvm";
 pub const DEV_VHOST_VSOCK: &str = "/dev/vhost-vsock";
 pub const DEV_ACRN_HSM: &str = "/dev/acrn_hsm";
+/// The ACRN service module device the 3.0.0 runtime uses (spec §3.6).
+pub const DEV_ACRN_VHM: &str = "/dev/acrn_vhm";
 /// Go shim (containerd-shim-kata-v2) sandbox state: `<dir>/<id>/shim-monitor.sock`.
 pub const RUN_VC_SBS: &str = "/run/vc/sbs";
 /// runtime-rs shim sandbox state: `<dir>/<id>/shim-monitor.sock`.

@@ -2,6 +2,10 @@
 //! fetch those files under the host root. Shared by `check` and `env`.
 
 pub mod cpuinfo;
+pub mod kvm;
+pub mod modules;
+pub mod release;
+pub mod requirements;
 
 use std::io;
 use std::path::Path;
