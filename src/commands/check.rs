@@ -35,7 +35,7 @@ struct Document {
     cpu_vendor: Option<&'static str>,
     on_vm: Option<bool>,
     strict: bool,
-    requirements: Vec<Requirement>,
+    requirements: Vec<Item>,
     /// `null` with `--check-version-only` / `--only-list-releases`.
     capable: Option<bool>,
     verdict: Option<&'static str>,
@@ -43,6 +43,27 @@ struct Document {
     create_vm: Option<CreateVm>,
     /// `null` with `--no-network-checks`.
     release: Option<ReleaseResult>,
+}
+
+/// A requirement and whether it makes the host not capable (found is false and it is
+/// required, or `--strict` is on).
+#[derive(Debug, serde::Serialize)]
+struct Item {
+    #[serde(flatten)]
+    requirement: Requirement,
+    fails: bool,
+}
+
+fn items(report: Report) -> Vec<Item> {
+    let strict = report.strict;
+    report
+        .requirements
+        .into_iter()
+        .map(|r| Item {
+            fails: !r.found && (r.required || strict),
+            requirement: r,
+        })
+        .collect()
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -125,7 +146,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<()> {
     add_assets(&mut report, &cfg, ctx);
 
     if !report.capable() {
-        doc.requirements = report.requirements;
+        doc.requirements = items(report);
         doc.capable = Some(false);
         doc.verdict = Some(NOT_CAPABLE);
         error!(ctx.log, "{}", NOT_CAPABLE);
@@ -148,7 +169,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<()> {
         }
         doc.create_vm = Some(result);
     }
-    doc.requirements = report.requirements;
+    doc.requirements = items(report);
     if failure.is_some() {
         doc.capable = Some(false);
     }

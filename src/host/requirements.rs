@@ -551,7 +551,7 @@ impl Eval<'_> {
                 (false, Some(format!("/sys/module/{name} does not exist; not root, so not loaded")))
             }
             ModuleLoading::ForeignRoot => {
-                warn!(self.log, "Module is not loaded; not running modprobe because the host root is not /"; "module" => name, "host_root" => self.host.root().display().to_string());
+                info!(self.log, "Module is not loaded; not running modprobe because the host root is not /"; "module" => name, "host_root" => self.host.root().display().to_string());
                 (false, Some(format!("/sys/module/{name} does not exist; modprobe not run for host root {}", self.host.root().display())))
             }
             ModuleLoading::Load(loader) => {
