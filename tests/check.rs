@@ -12,7 +12,11 @@ fn assert_create_vm_untouched(out: &std::process::Output, doc: Option<&serde_jso
     if is_root() {
         assert!(has_line(
             &out.stderr,
-            &["level=warning", "msg=\"create-VM test skipped\"", "not a character device"]
+            &[
+                "level=warning",
+                "msg=\"create-VM test skipped\"",
+                "not a character device"
+            ]
         ));
         if let Some(d) = doc {
             assert_eq!(d["create_vm"]["result"], "skipped");
@@ -131,7 +135,10 @@ fn intel_without_vhost_vsock_is_capable_but_not_strictly() {
         assert!(out.stdout.is_empty());
         assert!(has_line(
             &out.stderr,
-            &["level=error", "msg=\"kernel property vhost_vsock not found\""]
+            &[
+                "level=error",
+                "msg=\"kernel property vhost_vsock not found\""
+            ]
         ));
     }
     let (out, doc) = h.check_json(&["--strict"]);
@@ -143,7 +150,12 @@ fn intel_without_vhost_vsock_is_capable_but_not_strictly() {
     let r = &doc["requirements"][8];
     assert_eq!(r["name"], "vhost_vsock");
     assert_eq!(r["required"], false);
-    assert!(r["remedy"].as_str().unwrap().contains("modprobe vhost_vsock"));
+    assert!(
+        r["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("modprobe vhost_vsock")
+    );
 }
 
 #[test]
@@ -180,12 +192,27 @@ fn amd_epyc_vm_without_svm_is_not_capable() {
             "name=kvm_amd",
             "type=module",
         ],
-        &["level=error", "msg=\"kernel property vhost not found\"", "name=vhost "],
+        &[
+            "level=error",
+            "msg=\"kernel property vhost not found\"",
+            "name=vhost ",
+        ],
         &["level=error", "msg=\"kernel property vhost_net not found\""],
-        &["level=warning", "msg=\"kernel property vhost_vsock not found\""],
-        &["level=error", "msg=\"device not found\"", "name=/dev/vhost-vsock"],
+        &[
+            "level=warning",
+            "msg=\"kernel property vhost_vsock not found\"",
+        ],
+        &[
+            "level=error",
+            "msg=\"device not found\"",
+            "name=/dev/vhost-vsock",
+        ],
     ] {
-        assert!(has_line(&out.stderr, parts), "{parts:?} in\n{}", text(&out.stderr));
+        assert!(
+            has_line(&out.stderr, parts),
+            "{parts:?} in\n{}",
+            text(&out.stderr)
+        );
     }
     let (out, doc) = h.check_json(&[]);
     assert_eq!(out.status.code(), Some(1));
@@ -281,10 +308,16 @@ fn missing_assets_are_reported_with_everything_else() {
     ));
     assert!(has_line(
         &out.stderr,
-        &["msg=\"configured asset not found\"", "name=hypervisor.qemu.path"]
+        &[
+            "msg=\"configured asset not found\"",
+            "name=hypervisor.qemu.path"
+        ]
     ));
     // The host problems are still all there.
-    assert!(has_line(&out.stderr, &["msg=\"CPU property not found\"", "name=svm"]));
+    assert!(has_line(
+        &out.stderr,
+        &["msg=\"CPU property not found\"", "name=svm"]
+    ));
     let (_, doc) = h.check_json(&[]);
     let fails = failing_ids(&doc);
     assert!(fails.contains(&"asset:hypervisor.qemu.kernel".to_string()));
@@ -365,8 +398,16 @@ fn unknown_cpu_vendor_is_a_clear_error() {
     let out = h.check(&[]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("unknown CPU vendor \\\"CentaurHauls\\\""), "{err}");
-    assert!(err.lines().last().unwrap().starts_with("unknown CPU vendor \"CentaurHauls\""));
+    assert!(
+        err.contains("unknown CPU vendor \\\"CentaurHauls\\\""),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("unknown CPU vendor \"CentaurHauls\"")
+    );
 }
 
 #[test]
@@ -428,7 +469,11 @@ fn acrn_on_amd_needs_an_intel_cpu() {
     assert_not_capable(&out);
     assert!(has_line(
         &out.stderr,
-        &["msg=\"CPU property not found\"", "name=GenuineIntel", "type=attribute"]
+        &[
+            "msg=\"CPU property not found\"",
+            "name=GenuineIntel",
+            "type=attribute"
+        ]
     ));
     assert!(has_line(
         &out.stderr,
@@ -458,7 +503,10 @@ fn no_network_env_var_skips_the_release_check() {
     let out = h
         .cmd()
         .env("KATA_CHECK_NO_NETWORK", "yes")
-        .env("KATA_RELEASE_URL", format!("http://127.0.0.1:{port}/releases"))
+        .env(
+            "KATA_RELEASE_URL",
+            format!("http://127.0.0.1:{port}/releases"),
+        )
         .args(["check"])
         .output()
         .unwrap();

@@ -40,7 +40,13 @@ fn real_kvm_create_vm_through_the_library() {
     }
     let log = slog::Logger::root(slog::Discard, slog::o!());
     let arch = Arch::running().unwrap();
-    let got = create_vm_test(&HostDevices, &HostRoot::default(), arch, HypervisorType::Qemu, &log);
+    let got = create_vm_test(
+        &HostDevices,
+        &HostRoot::default(),
+        arch,
+        HypervisorType::Qemu,
+        &log,
+    );
     assert_eq!(got.is_ok(), kvm_can_create_vm(), "{got:?}");
     if let Ok(ok) = got {
         assert_eq!(ok.device, "/dev/kvm");
@@ -55,7 +61,11 @@ fn real_kvm_create_vm_through_the_binary() {
         return;
     }
     // A capable fixture host whose dev/kvm is this machine's real KVM node.
-    let name = if Arch::running().unwrap() == Arch::Arm64 { "arm64" } else { "amd-svm" };
+    let name = if Arch::running().unwrap() == Arch::Arm64 {
+        "arm64"
+    } else {
+        "amd-svm"
+    };
     let h = Host::new(name);
     std::fs::remove_file(h.path("dev/kvm")).unwrap();
     std::os::unix::fs::symlink("/dev/kvm", h.path("dev/kvm")).unwrap();

@@ -56,7 +56,10 @@ fn newer_major_minor_and_patch_releases() {
         );
         let reqs = srv.requests();
         assert_eq!(reqs.len(), 1);
-        assert!(reqs[0].user_agent.starts_with("kata-runtime/3.0.0"), "{reqs:?}");
+        assert!(
+            reqs[0].user_agent.starts_with("kata-runtime/3.0.0"),
+            "{reqs:?}"
+        );
         assert_eq!(reqs[0].accept, "application/vnd.github+json");
     }
 }
@@ -114,7 +117,13 @@ fn only_list_releases_lists_the_newer_ones_ascending() {
     );
     let out = run(&srv, &["--only-list-releases", "--include-all-releases"]);
     assert_eq!(text(&out.stdout).lines().count(), 3);
-    assert!(text(&out.stdout).lines().last().unwrap().starts_with("3.2.0-rc0;"));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("3.2.0-rc0;")
+    );
 }
 
 #[test]
@@ -125,7 +134,8 @@ fn invalid_releases_are_skipped() {
     let mut bad_tag = release("3.8.0", "2023-05-01T00:00:00Z");
     bad_tag["tag_name"] = "v3.8".into();
     let mut foreign = release("3.7.0", "2023-05-01T00:00:00Z");
-    foreign["assets"][0]["browser_download_url"] = "https://downloads.example.com/kata/3.7.0.tar.xz".into();
+    foreign["assets"][0]["browser_download_url"] =
+        "https://downloads.example.com/kata/3.7.0.tar.xz".into();
     items.extend([no_assets, bad_tag, foreign]);
     let srv = serve(Reply::ok(serde_json::Value::Array(items).to_string()));
     let out = run(&srv, &["--check-version-only"]);
@@ -144,7 +154,10 @@ fn rate_limit_means_no_releases() {
     assert_eq!(text(&out.stdout), "No releases available\n");
     assert!(has_line(
         &out.stderr,
-        &["level=warning", "msg=\"API rate limit exceeded. Try again later."]
+        &[
+            "level=warning",
+            "msg=\"API rate limit exceeded. Try again later."
+        ]
     ));
     let out = run(&srv, &["--only-list-releases"]);
     assert_eq!(out.status.code(), Some(0));
@@ -153,7 +166,11 @@ fn rate_limit_means_no_releases() {
 
 #[test]
 fn malformed_json_fails_the_check() {
-    for body in ["<html>503 Service Unavailable</html>", "{\"message\":\"x\"}", "[1,"] {
+    for body in [
+        "<html>503 Service Unavailable</html>",
+        "{\"message\":\"x\"}",
+        "[1,",
+    ] {
         let srv = serve(Reply::ok(body));
         let out = run(&srv, &["--check-version-only"]);
         assert_eq!(out.status.code(), Some(1));
@@ -207,7 +224,10 @@ fn a_closed_port_is_a_clear_error() {
     let h = Host::new("intel-vmx");
     let out = h
         .cmd()
-        .env("KATA_RELEASE_URL", format!("http://127.0.0.1:{port}/releases"))
+        .env(
+            "KATA_RELEASE_URL",
+            format!("http://127.0.0.1:{port}/releases"),
+        )
         .args(["check", "--check-version-only"])
         .output()
         .unwrap();
@@ -271,7 +291,12 @@ fn check_and_release_json_document() {
     assert_eq!(r["newer"]["version"], "3.1.0");
     assert_eq!(r["newer"]["url"], url_of("3.1.0"));
     assert_eq!(r["releases"].as_array().unwrap().len(), 2);
-    assert!(r["message"].as_str().unwrap().starts_with("Newer minor release available: 3.1.0"));
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Newer minor release available: 3.1.0")
+    );
 
     // Text mode: the release line, then the verdict.
     let out = h
@@ -323,6 +348,9 @@ fn root_skips_the_network_without_an_explicit_url() {
     assert!(out.stdout.is_empty());
     assert!(has_line(
         &out.stderr,
-        &["level=warning", "msg=\"Not running network checks as super user\""]
+        &[
+            "level=warning",
+            "msg=\"Not running network checks as super user\""
+        ]
     ));
 }

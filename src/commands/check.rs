@@ -126,8 +126,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> anyhow::Result<()> {
     let facts = requirements::probe_cpu(&ctx.host, arch).map_err(anyhow::Error::msg)?;
     doc.cpu_vendor = facts.vendor.map(|v| v.vendor_id());
     doc.on_vm = facts.on_vm;
-    let table =
-        requirements::table(&facts, cfg.hypervisor_type).map_err(anyhow::Error::msg)?;
+    let table = requirements::table(&facts, cfg.hypervisor_type).map_err(anyhow::Error::msg)?;
     let loader = Modprobe;
     let loading = if euid != 0 {
         ModuleLoading::NotRoot

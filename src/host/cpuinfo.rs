@@ -253,9 +253,18 @@ mod tests {
 
     #[test]
     fn power_generation_reads_all_digits() {
-        assert_eq!(power_generation("cpu\t\t: POWER9 (architected), altivec supported\n"), Some(9));
-        assert_eq!(power_generation("cpu\t\t: POWER10 (architected)\n"), Some(10));
-        assert_eq!(power_generation("model : IBM POWERPC, cpu : POWER8E (raw)\n"), Some(8));
+        assert_eq!(
+            power_generation("cpu\t\t: POWER9 (architected), altivec supported\n"),
+            Some(9)
+        );
+        assert_eq!(
+            power_generation("cpu\t\t: POWER10 (architected)\n"),
+            Some(10)
+        );
+        assert_eq!(
+            power_generation("model : IBM POWERPC, cpu : POWER8E (raw)\n"),
+            Some(8)
+        );
         assert_eq!(power_generation("cpu : PPC970\n"), None);
     }
 

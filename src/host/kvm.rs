@@ -410,7 +410,9 @@ mod tests {
             }
         }
         fn kvm_check_extension(&mut self, cap: u64) -> io::Result<i32> {
-            self.calls.borrow_mut().push(format!("check_extension {cap}"));
+            self.calls
+                .borrow_mut()
+                .push(format!("check_extension {cap}"));
             res(self.ext)
         }
         fn acrn_platform_info(&mut self) -> io::Result<AcrnPlatformInfo> {

@@ -18,7 +18,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KATA_RELEASES_URL: &str =
     "https://api.github.com/repos/kata-containers/kata-containers/releases";
 /// Release list of the 1.x runtime.
-pub const RUNTIME_RELEASES_URL: &str = "https://api.github.com/repos/kata-containers/runtime/releases";
+pub const RUNTIME_RELEASES_URL: &str =
+    "https://api.github.com/repos/kata-containers/runtime/releases";
 /// Download URLs a release asset must have (the Go tool's rule).
 pub const DOWNLOAD_PREFIXES: [&str; 2] = [
     "https://github.com/kata-containers/kata-containers/releases/download",
@@ -47,8 +48,8 @@ pub struct Source {
 /// The release URL for `current`, or the override (any http or https URL, spec Q21).
 pub fn release_source(current: &Version, override_url: Option<&str>) -> Result<Source, String> {
     if let Some(u) = override_url.filter(|u| !u.is_empty()) {
-        let parsed = reqwest::Url::parse(u)
-            .map_err(|e| format!("Release URL \"{u}\" is not valid: {e}"))?;
+        let parsed =
+            reqwest::Url::parse(u).map_err(|e| format!("Release URL \"{u}\" is not valid: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(format!(
                 "Release URL \"{u}\" is not valid: {RELEASE_URL_ENV} must be an http or https URL"
@@ -103,7 +104,10 @@ fn origin(url: &str) -> Option<String> {
     Some(o)
 }
 
-fn validate(obj: &serde_json::Map<String, serde_json::Value>, mirror: Option<&str>) -> Result<Release, String> {
+fn validate(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    mirror: Option<&str>,
+) -> Result<Release, String> {
     let tag = obj
         .get("tag_name")
         .and_then(|v| v.as_str())
@@ -123,7 +127,9 @@ fn validate(obj: &serde_json::Map<String, serde_json::Value>, mirror: Option<&st
     let allowed = DOWNLOAD_PREFIXES.iter().any(|p| url.starts_with(p))
         || mirror.is_some_and(|m| url.starts_with(&format!("{m}/")));
     if !allowed {
-        return Err(format!("download URL {url:?} is not a Kata Containers release URL"));
+        return Err(format!(
+            "download URL {url:?} is not a Kata Containers release URL"
+        ));
     }
     asset
         .get("name")
@@ -154,7 +160,11 @@ pub fn parse_releases(
 ) -> Result<Vec<Release>, String> {
     let items: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(body).map_err(|e| format!("failed to unpack release details: {e}"))?;
-    let mirror = if source.custom { origin(&source.url) } else { None };
+    let mirror = if source.custom {
+        origin(&source.url)
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for obj in &items {
         match validate(obj, mirror.as_deref()) {
@@ -185,7 +195,11 @@ pub fn newer_releases<'a>(current: &Version, releases: &'a [Release]) -> Vec<&'a
 /// the new one is a pre-release), `pre-release`, or `final` for the final release of the
 /// running pre-release (spec Q24: the Go tool called that `major`).
 pub fn release_kind(current: &Version, new: &Version) -> String {
-    let suffix = if new.pre.is_empty() { "" } else { " pre-release" };
+    let suffix = if new.pre.is_empty() {
+        ""
+    } else {
+        " pre-release"
+    };
     let base = if new.major > current.major {
         "major"
     } else if new.major == current.major && new.minor > current.minor {
@@ -330,7 +344,10 @@ pub async fn fetch_releases(
             if e.is_timeout() {
                 describe(&url, timeout, &e)
             } else {
-                format!("failed to read release details from {url}: {}", error_chain(&e))
+                format!(
+                    "failed to read release details from {url}: {}",
+                    error_chain(&e)
+                )
             }
         })?;
         if is_rate_limited(status.as_u16(), &body) {
@@ -357,7 +374,8 @@ pub async fn fetch_releases(
 }
 
 fn describe(url: &str, timeout: Duration, e: &reqwest::Error) -> String {
-    let hint = "use --no-network-checks (or KATA_CHECK_NO_NETWORK=1) on hosts without network access";
+    let hint =
+        "use --no-network-checks (or KATA_CHECK_NO_NETWORK=1) on hosts without network access";
     if e.is_timeout() {
         format!(
             "cannot get the release list from {url}: no answer within {}s ({hint}, or set {RELEASE_TIMEOUT_ENV})",
@@ -401,9 +419,9 @@ mod tests {
     fn versions_and_urls() {
         assert!(current_version("3.0.0").is_ok());
         assert!(
-            current_version("v3.0")
-                .unwrap_err()
-                .starts_with("BUG: Current version of kata-runtime (v3.0) has invalid SemVer version")
+            current_version("v3.0").unwrap_err().starts_with(
+                "BUG: Current version of kata-runtime (v3.0) has invalid SemVer version"
+            )
         );
         assert_eq!(release_source(&v("3.0.0"), None).unwrap(), github());
         assert_eq!(
@@ -454,8 +472,15 @@ mod tests {
             url: "http://mirror.local:8080/api/releases".into(),
             custom: true,
         };
-        assert_eq!(parse_releases(body, false, &mirror, &log()).unwrap().len(), 1);
-        assert!(parse_releases(body, false, &github(), &log()).unwrap().is_empty());
+        assert_eq!(
+            parse_releases(body, false, &mirror, &log()).unwrap().len(),
+            1
+        );
+        assert!(
+            parse_releases(body, false, &github(), &log())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -471,8 +496,14 @@ mod tests {
         assert_eq!(release_kind(&v("3.0.0"), &v("4.0.0")), "major");
         assert_eq!(release_kind(&v("3.0.0"), &v("3.1.0")), "minor");
         assert_eq!(release_kind(&v("3.0.0"), &v("3.0.1")), "patch");
-        assert_eq!(release_kind(&v("3.0.0"), &v("3.1.0-rc0")), "minor pre-release");
-        assert_eq!(release_kind(&v("3.0.0-alpha0"), &v("3.0.0-rc0")), "pre-release");
+        assert_eq!(
+            release_kind(&v("3.0.0"), &v("3.1.0-rc0")),
+            "minor pre-release"
+        );
+        assert_eq!(
+            release_kind(&v("3.0.0-alpha0"), &v("3.0.0-rc0")),
+            "pre-release"
+        );
         // spec Q24
         assert_eq!(release_kind(&v("3.0.0-rc1"), &v("3.0.0")), "final");
     }
@@ -482,8 +513,12 @@ mod tests {
         let cur = v("3.0.0");
         assert_eq!(verdict(&cur, &[]).to_string(), "No releases available");
         let old = parse_releases(&format!("[{}]", rel("2.5.0")), false, &github(), &log()).unwrap();
-        assert_eq!(verdict(&cur, &old).to_string(), "No newer release available");
-        let same = parse_releases(&format!("[{}]", rel("3.0.0")), false, &github(), &log()).unwrap();
+        assert_eq!(
+            verdict(&cur, &old).to_string(),
+            "No newer release available"
+        );
+        let same =
+            parse_releases(&format!("[{}]", rel("3.0.0")), false, &github(), &log()).unwrap();
         assert_eq!(verdict(&cur, &same), Verdict::NoNewer);
         let rs = parse_releases(
             &format!("[{},{},{}]", rel("3.0.2"), rel("3.1.0"), rel("2.0.0")),
@@ -512,7 +547,10 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
-        assert!(is_rate_limited(403, r#"{"message":"API rate limit exceeded for 1.2.3.4."}"#));
+        assert!(is_rate_limited(
+            403,
+            r#"{"message":"API rate limit exceeded for 1.2.3.4."}"#
+        ));
         assert!(!is_rate_limited(403, "forbidden"));
         assert!(!is_rate_limited(200, "limit exceeded"));
     }

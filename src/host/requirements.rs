@@ -497,9 +497,9 @@ impl slog::KV for Fields<'_> {
             Kind::CpuAttribute => "attribute",
             k => k.as_str(),
         };
-        s.emit_str("type".into(), ty)?;
-        s.emit_str("name".into(), &self.r.name)?;
-        s.emit_str("description".into(), &self.r.description)?;
+        s.emit_str("type", ty)?;
+        s.emit_str("name", &self.r.name)?;
+        s.emit_str("description", &self.r.description)?;
         for (k, v) in &self.extra {
             s.emit_str(k, v)?;
         }
@@ -515,14 +515,26 @@ struct Eval<'a> {
 }
 
 impl Eval<'_> {
-    fn add(&mut self, r: Requirement, found_msg: &str, missing_msg: &str, extra: &[(&'static str, String)]) {
+    fn add(
+        &mut self,
+        r: Requirement,
+        found_msg: &str,
+        missing_msg: &str,
+        extra: &[(&'static str, String)],
+    ) {
         let counted = self.report.counts(&r);
         let msg = if r.found { found_msg } else { missing_msg };
         emit(self.log, r.found, counted, msg, &r, extra);
         self.report.requirements.push(r);
     }
 
-    fn cpu(&mut self, kind: Kind, items: &[CpuItem], haystack: &str, remedy: impl Fn(&str) -> String) {
+    fn cpu(
+        &mut self,
+        kind: Kind,
+        items: &[CpuItem],
+        haystack: &str,
+        remedy: impl Fn(&str) -> String,
+    ) {
         let mut items = items.to_vec();
         items.sort_by_key(|i| i.name);
         for item in items {
@@ -548,11 +560,22 @@ impl Eval<'_> {
             ModuleLoading::Never => (false, Some(format!("/sys/module/{name} does not exist"))),
             ModuleLoading::NotRoot => {
                 error!(self.log, "Module is not loaded and it can not be inserted. Please consider running with sudo or as root"; "module" => name);
-                (false, Some(format!("/sys/module/{name} does not exist; not root, so not loaded")))
+                (
+                    false,
+                    Some(format!(
+                        "/sys/module/{name} does not exist; not root, so not loaded"
+                    )),
+                )
             }
             ModuleLoading::ForeignRoot => {
                 info!(self.log, "Module is not loaded; not running modprobe because the host root is not /"; "module" => name, "host_root" => self.host.root().display().to_string());
-                (false, Some(format!("/sys/module/{name} does not exist; modprobe not run for host root {}", self.host.root().display())))
+                (
+                    false,
+                    Some(format!(
+                        "/sys/module/{name} does not exist; modprobe not run for host root {}",
+                        self.host.root().display()
+                    )),
+                )
             }
             ModuleLoading::Load(loader) => {
                 warn!(self.log, "Module is not loaded; loading it with modprobe"; "module" => name);
@@ -563,11 +586,19 @@ impl Eval<'_> {
                     }
                     Err(LoadError::NoModprobe) => {
                         warn!(self.log, "Module is not loaded and modprobe was not found on PATH"; "module" => name);
-                        (false, Some(format!("/sys/module/{name} does not exist; modprobe not found")))
+                        (
+                            false,
+                            Some(format!(
+                                "/sys/module/{name} does not exist; modprobe not found"
+                            )),
+                        )
                     }
                     Err(LoadError::Failed { error, output }) => {
                         warn!(self.log, "modprobe insert module failed"; "module" => name, "error" => &error, "output" => &output);
-                        (false, Some(format!("modprobe {name} failed: {error}: {output}")))
+                        (
+                            false,
+                            Some(format!("modprobe {name} failed: {error}: {output}")),
+                        )
                     }
                 }
             }
@@ -638,7 +669,12 @@ impl Eval<'_> {
                 remedy: (!found).then_some(remedy),
             };
             // spec Q17: one record per parameter, never "correct" after a mismatch.
-            self.add(r, "Kernel property value correct", "kernel module parameter has unexpected value", &extra);
+            self.add(
+                r,
+                "Kernel property value correct",
+                "kernel module parameter has unexpected value",
+                &extra,
+            );
         }
     }
 
@@ -648,8 +684,12 @@ impl Eval<'_> {
         for d in items {
             let found = self.host.join(d.path).exists();
             let remedy = match d.path {
-                DEV_KVM => "load kvm and kvm_intel or kvm_amd (and enable virtualization in the firmware) so that /dev/kvm appears",
-                DEV_VHOST_VSOCK => "load vhost_vsock (`modprobe vhost_vsock` as root) so that /dev/vhost-vsock appears",
+                DEV_KVM => {
+                    "load kvm and kvm_intel or kvm_amd (and enable virtualization in the firmware) so that /dev/kvm appears"
+                }
+                DEV_VHOST_VSOCK => {
+                    "load vhost_vsock (`modprobe vhost_vsock` as root) so that /dev/vhost-vsock appears"
+                }
                 _ => "boot the host under the ACRN hypervisor with its service module",
             };
             let r = Requirement {
@@ -670,7 +710,11 @@ impl Eval<'_> {
         // requirement is advisory and counts only with --strict; the Go tool took a missing
         // ppc64_cpu as "off" (spec Q49).
         let (found, known, detail) = match self.opts.smt {
-            None => (false, false, "cannot query SMT for another host root".to_string()),
+            None => (
+                false,
+                false,
+                "cannot query SMT for another host root".to_string(),
+            ),
             Some(q) => match q.smt_status() {
                 Ok(out) if out == "SMT is off" => (true, true, out),
                 Ok(out) => (false, true, out),
@@ -689,7 +733,12 @@ impl Eval<'_> {
             detail: Some(detail),
             remedy: (!found).then(|| "turn SMT off as root with `ppc64_cpu --smt=off`".to_string()),
         };
-        self.add(r, "SMT is off", "SMT is not Off. System is not capable of running Kata Containers", &[]);
+        self.add(
+            r,
+            "SMT is off",
+            "SMT is not Off. System is not capable of running Kata Containers",
+            &[],
+        );
     }
 }
 
@@ -714,9 +763,12 @@ pub fn evaluate(
     if facts.arch != Arch::Amd64 {
         info!(log, "Unable to know if the system is running inside a VM");
     }
-    ev.cpu(Kind::CpuAttribute, &table.cpu_attributes, &facts.block, |name| {
-        format!("this hypervisor needs a CPU whose vendor is {name}")
-    });
+    ev.cpu(
+        Kind::CpuAttribute,
+        &table.cpu_attributes,
+        &facts.block,
+        |name| format!("this hypervisor needs a CPU whose vendor is {name}"),
+    );
     ev.cpu(Kind::CpuFlag, &table.cpu_flags, &facts.flags, |name| match name {
         "vmx" | "svm" => "enable hardware virtualization (VT-x / AMD-V) in the firmware settings; inside a VM, enable nested virtualization on the outer host".to_string(),
         other => format!("this CPU lacks {other}; Kata Containers needs it"),
@@ -770,7 +822,8 @@ mod tests {
     const INTEL_BM: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz\nflags\t\t: fpu vme lm vmx sse4_1 sse4_2\n\n";
     const INTEL_VM: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme lm vmx sse4_1 hypervisor\n\n";
     const AMD: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu lm svm sse4_1\n\n";
-    const HYGON: &str = "processor\t: 0\nvendor_id\t: HygonGenuine\nflags\t\t: fpu lm svm sse4_1\n\n";
+    const HYGON: &str =
+        "processor\t: 0\nvendor_id\t: HygonGenuine\nflags\t\t: fpu lm svm sse4_1\n\n";
 
     fn log() -> Logger {
         Logger::root(slog::Discard, slog::o!())
@@ -785,7 +838,10 @@ mod tests {
         let bm = cpu_facts(Arch::Amd64, INTEL_BM).unwrap();
         assert_eq!(bm.on_vm, Some(false));
         let t = table(&bm, HypervisorType::Qemu).unwrap();
-        assert_eq!(names(&t), ["kvm", "kvm_intel", "vhost", "vhost_net", "vhost_vsock"]);
+        assert_eq!(
+            names(&t),
+            ["kvm", "kvm_intel", "vhost", "vhost_net", "vhost_vsock"]
+        );
         assert_eq!(t.cpu_flags[0].name, "vmx");
         assert!(t.modules[1].params[0].required);
         let vm = cpu_facts(Arch::Amd64, INTEL_VM).unwrap();
@@ -814,25 +870,48 @@ mod tests {
         assert!(t.modules.iter().all(|m| !m.required));
         assert_eq!(t.devices[0].path, "/dev/acrn_vhm");
         let arm = cpu_facts(Arch::Arm64, "processor : 0\nFeatures : fp asimd\n").unwrap();
-        assert!(table(&arm, HypervisorType::Acrn).unwrap_err().contains("not supported on arm64"));
+        assert!(
+            table(&arm, HypervisorType::Acrn)
+                .unwrap_err()
+                .contains("not supported on arm64")
+        );
     }
 
     #[test]
     fn cpu_fact_errors() {
-        assert!(cpu_facts(Arch::Amd64, "\n\n").unwrap_err().starts_with("Cannot determine CPU details"));
-        assert!(cpu_facts(Arch::Amd64, "vendor_id : GenuineIntel\n").unwrap_err().contains("Cannot find CPU flags"));
+        assert!(
+            cpu_facts(Arch::Amd64, "\n\n")
+                .unwrap_err()
+                .starts_with("Cannot determine CPU details")
+        );
+        assert!(
+            cpu_facts(Arch::Amd64, "vendor_id : GenuineIntel\n")
+                .unwrap_err()
+                .contains("Cannot find CPU flags")
+        );
         let e = cpu_facts(Arch::Amd64, "vendor_id : CentaurHauls\nflags : lm vmx\n").unwrap_err();
         assert!(e.contains("\"CentaurHauls\""), "{e}");
     }
 
     #[test]
     fn ppc64le_smt_rule_by_generation() {
-        let p8 = cpu_facts(Arch::Ppc64le, "processor : 0\ncpu : POWER8E (raw), altivec supported\n").unwrap();
+        let p8 = cpu_facts(
+            Arch::Ppc64le,
+            "processor : 0\ncpu : POWER8E (raw), altivec supported\n",
+        )
+        .unwrap();
         assert!(table(&p8, HypervisorType::Qemu).unwrap().smt_rule);
-        let p10 = cpu_facts(Arch::Ppc64le, "processor : 0\ncpu : POWER10 (architected)\n").unwrap();
+        let p10 = cpu_facts(
+            Arch::Ppc64le,
+            "processor : 0\ncpu : POWER10 (architected)\n",
+        )
+        .unwrap();
         assert!(!table(&p10, HypervisorType::Qemu).unwrap().smt_rule);
         let s390 = cpu_facts(Arch::S390x, "vendor_id : IBM/S390\n").unwrap();
-        assert_eq!(names(&table(&s390, HypervisorType::Qemu).unwrap()), ["kvm", "vhost_vsock"]);
+        assert_eq!(
+            names(&table(&s390, HypervisorType::Qemu).unwrap()),
+            ["kvm", "vhost_vsock"]
+        );
     }
 
     struct Recorder(RefCell<Vec<String>>, bool);
@@ -870,38 +949,84 @@ mod tests {
     fn evaluation_order_is_sorted_and_strict_counts_optional() {
         let dir = fake_host(&["kvm", "kvm_intel", "vhost", "vhost_net"]);
         std::fs::create_dir_all(dir.path().join("sys/module/kvm_intel/parameters")).unwrap();
-        std::fs::write(dir.path().join("sys/module/kvm_intel/parameters/unrestricted_guest"), "Y\n").unwrap();
+        std::fs::write(
+            dir.path()
+                .join("sys/module/kvm_intel/parameters/unrestricted_guest"),
+            "Y\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("dev/kvm"), "").unwrap();
         std::fs::write(dir.path().join("dev/vhost-vsock"), "").unwrap();
         let host = HostRoot::new(dir.path());
         let f = cpu_facts(Arch::Amd64, INTEL_BM).unwrap();
         let t = table(&f, HypervisorType::Qemu).unwrap();
-        let opts = Options { strict: false, loading: ModuleLoading::Never, smt: None };
+        let opts = Options {
+            strict: false,
+            loading: ModuleLoading::Never,
+            smt: None,
+        };
         let r = evaluate(&host, &f, &t, &opts, &log());
-        let order: Vec<String> = r.requirements.iter().map(|r| format!("{}:{}", r.kind.as_str(), r.name)).collect();
-        assert_eq!(order, [
-            "cpu-attribute:GenuineIntel", "cpu-flag:lm", "cpu-flag:sse4_1", "cpu-flag:vmx",
-            "module:kvm", "module:kvm_intel", "module:vhost", "module:vhost_net", "module:vhost_vsock",
-            "module-parameter:kvm_intel.unrestricted_guest", "device:/dev/kvm", "device:/dev/vhost-vsock",
-        ]);
+        let order: Vec<String> = r
+            .requirements
+            .iter()
+            .map(|r| format!("{}:{}", r.kind.as_str(), r.name))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "cpu-attribute:GenuineIntel",
+                "cpu-flag:lm",
+                "cpu-flag:sse4_1",
+                "cpu-flag:vmx",
+                "module:kvm",
+                "module:kvm_intel",
+                "module:vhost",
+                "module:vhost_net",
+                "module:vhost_vsock",
+                "module-parameter:kvm_intel.unrestricted_guest",
+                "device:/dev/kvm",
+                "device:/dev/vhost-vsock",
+            ]
+        );
         assert!(r.capable());
-        let strict = Options { strict: true, ..opts };
+        let strict = Options {
+            strict: true,
+            ..opts
+        };
         let r = evaluate(&host, &f, &t, &strict, &log());
         assert!(!r.capable());
-        assert_eq!(r.failures().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["vhost_vsock"]);
+        assert_eq!(
+            r.failures().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["vhost_vsock"]
+        );
     }
 
     #[test]
     fn unexpected_parameter_value_fails_on_bare_metal_and_only_strict_in_a_vm() {
         let dir = fake_host(&["kvm", "kvm_intel", "vhost", "vhost_net", "vhost_vsock"]);
         std::fs::create_dir_all(dir.path().join("sys/module/kvm_intel/parameters")).unwrap();
-        std::fs::write(dir.path().join("sys/module/kvm_intel/parameters/unrestricted_guest"), "N\n").unwrap();
+        std::fs::write(
+            dir.path()
+                .join("sys/module/kvm_intel/parameters/unrestricted_guest"),
+            "N\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("dev/kvm"), "").unwrap();
         std::fs::write(dir.path().join("dev/vhost-vsock"), "").unwrap();
         let host = HostRoot::new(dir.path());
-        let opts = |strict| Options { strict, loading: ModuleLoading::Never, smt: None };
+        let opts = |strict| Options {
+            strict,
+            loading: ModuleLoading::Never,
+            smt: None,
+        };
         let bm = cpu_facts(Arch::Amd64, INTEL_BM).unwrap();
-        let r = evaluate(&host, &bm, &table(&bm, HypervisorType::Qemu).unwrap(), &opts(false), &log());
+        let r = evaluate(
+            &host,
+            &bm,
+            &table(&bm, HypervisorType::Qemu).unwrap(),
+            &opts(false),
+            &log(),
+        );
         let fails: Vec<_> = r.failures().collect();
         assert_eq!(fails.len(), 1);
         assert_eq!(fails[0].detail.as_deref(), Some("value N"));
@@ -919,15 +1044,53 @@ mod tests {
         let f = cpu_facts(Arch::Arm64, "processor : 0\nFeatures : fp asimd\n").unwrap();
         let t = table(&f, HypervisorType::Clh).unwrap();
         let ok = Recorder(RefCell::new(Vec::new()), true);
-        let r = evaluate(&host, &f, &t, &Options { strict: false, loading: ModuleLoading::Load(&ok), smt: None }, &log());
+        let r = evaluate(
+            &host,
+            &f,
+            &t,
+            &Options {
+                strict: false,
+                loading: ModuleLoading::Load(&ok),
+                smt: None,
+            },
+            &log(),
+        );
         assert_eq!(*ok.0.borrow(), ["vhost", "vhost_net", "vhost_vsock"]);
         assert!(r.capable());
         let bad = Recorder(RefCell::new(Vec::new()), false);
-        let r = evaluate(&host, &f, &t, &Options { strict: false, loading: ModuleLoading::Load(&bad), smt: None }, &log());
+        let r = evaluate(
+            &host,
+            &f,
+            &t,
+            &Options {
+                strict: false,
+                loading: ModuleLoading::Load(&bad),
+                smt: None,
+            },
+            &log(),
+        );
         assert!(!r.capable());
-        assert!(r.requirements.iter().any(|r| r.detail.as_deref().is_some_and(|d| d.contains("FATAL: Module vhost not found"))));
-        for loading in [ModuleLoading::Never, ModuleLoading::NotRoot, ModuleLoading::ForeignRoot] {
-            let r = evaluate(&host, &f, &t, &Options { strict: false, loading, smt: None }, &log());
+        assert!(r.requirements.iter().any(|r| {
+            r.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("FATAL: Module vhost not found"))
+        }));
+        for loading in [
+            ModuleLoading::Never,
+            ModuleLoading::NotRoot,
+            ModuleLoading::ForeignRoot,
+        ] {
+            let r = evaluate(
+                &host,
+                &f,
+                &t,
+                &Options {
+                    strict: false,
+                    loading,
+                    smt: None,
+                },
+                &log(),
+            );
             assert_eq!(r.failures().count(), 2, "vhost and vhost_net");
         }
     }
@@ -940,18 +1103,39 @@ mod tests {
         let f = cpu_facts(Arch::Ppc64le, "processor : 0\ncpu : POWER8 (raw)\n").unwrap();
         let t = table(&f, HypervisorType::Clh).unwrap();
         let run = |q: Option<&dyn SmtQuery>, strict| {
-            evaluate(&host, &f, &t, &Options { strict, loading: ModuleLoading::Never, smt: q }, &log()).capable()
+            evaluate(
+                &host,
+                &f,
+                &t,
+                &Options {
+                    strict,
+                    loading: ModuleLoading::Never,
+                    smt: q,
+                },
+                &log(),
+            )
+            .capable()
         };
         assert!(run(Some(&Smt(Ok("SMT is off"))), false));
         assert!(!run(Some(&Smt(Ok("SMT=8"))), false));
-        assert!(run(Some(&Smt(Err("cannot run ppc64_cpu: no such file or directory"))), false));
-        assert!(!run(Some(&Smt(Err("cannot run ppc64_cpu: no such file or directory"))), true));
+        assert!(run(
+            Some(&Smt(Err("cannot run ppc64_cpu: no such file or directory"))),
+            false
+        ));
+        assert!(!run(
+            Some(&Smt(Err("cannot run ppc64_cpu: no such file or directory"))),
+            true
+        ));
         assert!(run(None, false));
     }
 
     #[test]
     fn vm_container_capable_is_false_without_cpuinfo() {
         let dir = fake_host(&[]);
-        assert!(!vm_container_capable(&HostRoot::new(dir.path()), HypervisorType::Qemu, &log()));
+        assert!(!vm_container_capable(
+            &HostRoot::new(dir.path()),
+            HypervisorType::Qemu,
+            &log()
+        ));
     }
 }

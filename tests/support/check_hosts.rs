@@ -42,7 +42,11 @@ impl Host {
     pub fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&fixture(name), dir.path());
-        let arch = if name.starts_with("arm64") { "arm64" } else { "amd64" };
+        let arch = if name.starts_with("arm64") {
+            "arm64"
+        } else {
+            "amd64"
+        };
         Host { dir, arch }
     }
 
@@ -145,7 +149,13 @@ pub fn requirement_ids(doc: &serde_json::Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{}:{}", r["kind"].as_str().unwrap(), r["name"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["kind"].as_str().unwrap(),
+                r["name"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -156,6 +166,12 @@ pub fn failing_ids(doc: &serde_json::Value) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|r| r["fails"] == true)
-        .map(|r| format!("{}:{}", r["kind"].as_str().unwrap(), r["name"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["kind"].as_str().unwrap(),
+                r["name"].as_str().unwrap()
+            )
+        })
         .collect()
 }
