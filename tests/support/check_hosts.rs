@@ -67,6 +67,17 @@ impl Host {
             .env_remove("KATA_CHECK_NO_NETWORK")
             .env_remove("KATA_RELEASE_URL")
             .env_remove("KATA_RELEASE_TIMEOUT");
+        // The release tests talk to a loopback server: no proxy in between.
+        for v in [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            c.env_remove(v);
+        }
         c
     }
 
