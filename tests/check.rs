@@ -294,6 +294,7 @@ fn missing_assets_are_reported_with_everything_else() {
     let h = Host::new("amd-epyc-vm");
     std::fs::remove_file(h.path("usr/share/kata-containers/vmlinux-5.19.2-96")).unwrap();
     std::fs::remove_file(h.path("usr/bin/qemu-system-x86_64")).unwrap();
+    std::fs::remove_file(h.path("usr/libexec/virtiofsd")).unwrap();
     let out = h.check(&[]);
     assert_not_capable(&out);
     assert!(has_line(
@@ -322,6 +323,7 @@ fn missing_assets_are_reported_with_everything_else() {
     let fails = failing_ids(&doc);
     assert!(fails.contains(&"asset:hypervisor.qemu.kernel".to_string()));
     assert!(fails.contains(&"asset:hypervisor.qemu.path".to_string()));
+    assert!(fails.contains(&"asset:hypervisor.qemu.virtio_fs_daemon".to_string()));
     assert!(fails.contains(&"cpu-flag:svm".to_string()));
     let asset = doc["requirements"]
         .as_array()

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use slog::{error, warn};
 
 use crate::cli::CheckArgs;
-use crate::config::{AssetPolicy, Config};
+use crate::config::{AssetPolicy, Config, MissingAsset};
 use crate::context::{self, Context};
 use crate::errors::Exit;
 use crate::host::kvm::{self, HostDevices};
@@ -193,6 +193,19 @@ fn finish(args: &CheckArgs, doc: &Document) -> anyhow::Result<()> {
 /// everything in one run.
 fn add_assets(report: &mut Report, cfg: &Config, ctx: &Context) {
     let mut missing = cfg.missing_assets.clone();
+    // The loader does not resolve the virtio-fs daemon (as the Go tool), but a qemu or clh
+    // VM sharing files with virtio-fs cannot start without it.
+    let h = &cfg.hypervisor;
+    if matches!(h.shared_fs.as_str(), "virtio-fs" | "virtio-fs-nydus")
+        && !h.virtio_fs_daemon.is_empty()
+        && !ctx.host.join(&h.virtio_fs_daemon).exists()
+    {
+        missing.push(MissingAsset {
+            key: format!("hypervisor.{}.virtio_fs_daemon", cfg.hypervisor_type),
+            path: h.virtio_fs_daemon.clone().into(),
+            reason: "does not exist".to_string(),
+        });
+    }
     missing.sort_by(|a, b| a.key.cmp(&b.key));
     for a in missing {
         let path = a.path.display().to_string();
