@@ -16,6 +16,16 @@ URL:
   The canonical URL for this project is: https://github.com/kata-containers
 ";
 
+/// How to leave the console and run one command (shown by `exec --help`).
+pub const EXEC_NOTES: &str =
+    "Standard input must be a terminal. To leave a console that no longer answers, type
+Enter, then ~ and . (as in ssh); ~? lists the sequences and ~~ sends one ~. Choose
+another escape character with -e (e.g. -e '^]'), or none with -e none.
+
+kata-runtime exec SANDBOX_ID -- COMMAND [ARGS...] runs one command in the guest shell
+without a terminal (stdin from /dev/null, stderr merged into stdout), prints its output
+and exits with its exit status.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kata-runtime",
@@ -115,6 +125,7 @@ pub enum Command {
     #[command(visible_alias = "kata-env")]
     Env(EnvArgs),
     /// Enter into guest by debug console
+    #[command(after_help = EXEC_NOTES)]
     Exec(ExecArgs),
     /// gather metrics associated with infrastructure used to run a sandbox
     #[command(override_usage = "metrics <sandbox id>")]
@@ -220,6 +231,14 @@ pub struct ExecArgs {
         default_value = "~"
     )]
     pub escape_char: String,
+    /// seconds to wait for a hybrid-vsock VMM to answer CONNECT
+    #[arg(
+        long = "handshake-timeout",
+        value_name = "seconds",
+        default_value = "10",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub handshake_timeout: u64,
     /// the sandbox ID (or a unique prefix of it)
     #[arg(value_name = "SANDBOX_ID")]
     pub sandbox_id: Option<String>,
@@ -416,6 +435,7 @@ const LONG_FLAGS: &[&str] = &[
     "rootless",
     "kata-debug-port",
     "escape-char",
+    "handshake-timeout",
     "volume-path",
     "mount-info",
     "size",
@@ -661,6 +681,23 @@ mod tests {
             panic!()
         };
         assert_eq!(e.escape_char, "none");
+        assert_eq!(e.handshake_timeout, 10);
+        let Some(Command::Exec(e)) =
+            parse(&["exec", "abc", "-handshake-timeout", "2", "-e", "^]"]).command
+        else {
+            panic!()
+        };
+        assert_eq!((e.handshake_timeout, e.escape_char.as_str()), (2, "^]"));
+        assert!(
+            Cli::try_parse_from(normalize_args([
+                "kata-runtime",
+                "exec",
+                "--handshake-timeout",
+                "0",
+                "x"
+            ]))
+            .is_err()
+        );
         let Some(Command::Metrics(m)) = parse(&["metrics", "sb1"]).command else {
             panic!()
         };

@@ -37,6 +37,8 @@ pub const DEV_VHOST_VSOCK: &str = "/dev/vhost-vsock";
 pub const DEV_ACRN_HSM: &str = "/dev/acrn_hsm";
 /// Root of the Go runtime's VM state; `env` shows firecracker's jailed socket under it.
 pub const RUN_VC: &str = "/run/vc";
+/// The ACRN service module device the 3.0.0 runtime uses (spec §3.6).
+pub const DEV_ACRN_VHM: &str = "/dev/acrn_vhm";
 /// Go shim (containerd-shim-kata-v2) sandbox state: `<dir>/<id>/shim-monitor.sock`.
 pub const RUN_VC_SBS: &str = "/run/vc/sbs";
 /// runtime-rs shim sandbox state: `<dir>/<id>/shim-monitor.sock`.

@@ -185,6 +185,23 @@ pub fn vendor_and_model(cpuinfo: &str, arch: &str) -> Result<(String, String), S
     }
 }
 
+/// ppc64le: the POWER generation from the first `POWER<digits>` in the text, reading every
+/// digit (spec Q49: `POWER10` is 10, not 1). `None` when there is no such word.
+pub fn power_generation(cpuinfo: &str) -> Option<u32> {
+    let mut rest = cpuinfo;
+    while let Some(at) = rest.find("POWER") {
+        let after = &rest[at + "POWER".len()..];
+        let digits: &str = &after[..after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len())];
+        if !digits.is_empty() {
+            return digits.parse().ok();
+        }
+        rest = after;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +249,46 @@ mod tests {
             vendor_and_model("vendor_id : IBM/S390\nprocessor 0: version = FF,  identification = 0D1E38,  machine = 8561\n", "s390x").unwrap(),
             ("IBM/S390".to_string(), "8561".to_string())
         );
+    }
+
+    #[test]
+    fn power_generation_reads_all_digits() {
+        assert_eq!(
+            power_generation("cpu\t\t: POWER9 (architected), altivec supported\n"),
+            Some(9)
+        );
+        assert_eq!(
+            power_generation("cpu\t\t: POWER10 (architected)\n"),
+            Some(10)
+        );
+        assert_eq!(
+            power_generation("model : IBM POWERPC, cpu : POWER8E (raw)\n"),
+            Some(8)
+        );
+        assert_eq!(power_generation("cpu : PPC970\n"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in "(?s).{0,400}") {
+            let _ = first_block(&s);
+            let _ = flags(&s, "flags");
+            let _ = running_on_vm(&s);
+            let _ = x86_vendor(&s);
+            let _ = power_generation(&s);
+            for arch in ["amd64", "arm64", "ppc64le", "s390x"] {
+                let _ = vendor_and_model(&s, arch);
+            }
+        }
+
+        #[test]
+        fn contains_word_finds_inserted_words(
+            a in "[a-z0-9_ ]{0,30}", w in "[a-z][a-z0-9_]{0,8}", b in "[a-z0-9_ ]{0,30}"
+        ) {
+            let text = format!("{a} {w} {b}");
+            proptest::prop_assert!(contains_word(&text, &w));
+            let glued = format!("x{w}x");
+            proptest::prop_assert!(!contains_word(&glued, &w));
+        }
     }
 }

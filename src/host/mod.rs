@@ -3,9 +3,12 @@
 
 pub mod cpuinfo;
 pub mod kernel;
+pub mod kvm;
 pub mod meminfo;
+pub mod modules;
 pub mod os_release;
 pub mod protection;
+pub mod release;
 pub mod requirements;
 
 use std::io;
