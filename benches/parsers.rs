@@ -169,38 +169,36 @@ fn main() {
     let intel = cpuinfo_text(192, "GenuineIntel", false);
     let amd = cpuinfo_text(192, "AuthenticAMD", true);
     println!("cpuinfo: 192 CPUs, {} bytes", intel.len());
-    b.run(
-        "cpuinfo: first_block + flags + 4 word checks",
-        None,
-        || {
-            let block = cpuinfo::first_block(&intel).unwrap();
-            let flags = cpuinfo::flags(block, "flags").unwrap();
-            ["vmx", "lm", "sse4_1", "svm"].map(|w| cpuinfo::contains_word(flags, w))
-        },
-    );
+    b.run("cpuinfo: first_block + flags + 4 word checks", None, || {
+        let block = cpuinfo::first_block(&intel).unwrap();
+        let flags = cpuinfo::flags(block, "flags").unwrap();
+        ["vmx", "lm", "sse4_1", "svm"].map(|w| cpuinfo::contains_word(flags, w))
+    });
     b.run("cpuinfo: running_on_vm", None, || {
         cpuinfo::running_on_vm(&intel)
     });
-    b.run(
-        "cpuinfo: x86_vendor (Intel, found first)",
-        None,
-        || cpuinfo::x86_vendor(&intel),
-    );
+    b.run("cpuinfo: x86_vendor (Intel, found first)", None, || {
+        cpuinfo::x86_vendor(&intel)
+    });
     // What `check` does on such a host: read the file under the host root, then the probes.
     let proc_dir = t.path().join("proc");
     std::fs::create_dir_all(&proc_dir).unwrap();
     std::fs::write(proc_dir.join("cpuinfo"), &intel).unwrap();
-    b.run("cpuinfo: read from disk + all x86 probes", Some(intel.len()), || {
-        let text = kata_runtime::host::read_host_file(&fake, "/proc/cpuinfo").unwrap();
-        let block = cpuinfo::first_block(&text).unwrap();
-        let flags = cpuinfo::flags(block, "flags").unwrap();
-        (
-            ["vmx", "lm", "sse4_1"].map(|w| cpuinfo::contains_word(flags, w)),
-            cpuinfo::running_on_vm(&text),
-            cpuinfo::x86_vendor(&text).is_ok(),
-            cpuinfo::vendor_and_model(&text, "amd64").is_ok(),
-        )
-    });
+    b.run(
+        "cpuinfo: read from disk + all x86 probes",
+        Some(intel.len()),
+        || {
+            let text = kata_runtime::host::read_host_file(&fake, "/proc/cpuinfo").unwrap();
+            let block = cpuinfo::first_block(&text).unwrap();
+            let flags = cpuinfo::flags(block, "flags").unwrap();
+            (
+                ["vmx", "lm", "sse4_1"].map(|w| cpuinfo::contains_word(flags, w)),
+                cpuinfo::running_on_vm(&text),
+                cpuinfo::x86_vendor(&text).is_ok(),
+                cpuinfo::vendor_and_model(&text, "amd64").is_ok(),
+            )
+        },
+    );
     b.run(
         "cpuinfo: x86_vendor (AMD, whole-file scan)",
         Some(amd.len()),

@@ -23,6 +23,31 @@ pub fn os_text(err: &io::Error) -> String {
     }
 }
 
+/// Connecting to something that is not a socket fails with a bare "connection refused";
+/// say what is there instead.
+pub fn explain_not_a_socket(path: &Path, cause: io::Error) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return cause;
+    };
+    let ft = meta.file_type();
+    let what = if ft.is_socket() {
+        return cause;
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link to something that is not a listening socket"
+    } else {
+        "a special file"
+    };
+    io::Error::new(
+        cause.kind(),
+        format!("{} (the path is {what}, not a socket)", os_text(&cause)),
+    )
+}
+
 /// `op path: text`, e.g. `open /etc/x: permission denied`.
 pub fn op_path(op: &str, path: &Path, err: &io::Error) -> String {
     format!("{op} {}: {}", path.display(), os_text(err))

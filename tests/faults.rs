@@ -5,6 +5,9 @@
 //! that nothing under the host root changed (no half-written file), that it finished within
 //! the timeout plus start-up slack, and that its peak RSS stayed small (a huge answer is not
 //! buffered whole). A test per peer; each runs all commands over both shim roots.
+//!
+//! `exec` has a second peer past the shim: the VMM's hybrid-vsock socket, where the
+//! `CONNECT` handshake can fail in its own ways. The `vmm_*` tests cover those.
 
 #[path = "support/faults.rs"]
 mod faults;
@@ -38,16 +41,19 @@ enum Client {
     IptablesSet,
     VolumeStats,
     VolumeResize,
+    /// `exec` in one-shot mode (no terminal needed): the shim gives the agent URL.
+    Exec,
 }
 
 impl Client {
-    const ALL: [Client; 6] = [
+    const ALL: [Client; 7] = [
         Client::Metrics,
         Client::IptablesGet,
         Client::Ip6tablesGet,
         Client::IptablesSet,
         Client::VolumeStats,
         Client::VolumeResize,
+        Client::Exec,
     ];
 
     /// Sets up what the command needs under `root` and returns its arguments.
@@ -57,6 +63,7 @@ impl Client {
             Client::Metrics => s(&["metrics", SANDBOX]),
             Client::IptablesGet => s(&["iptables", "get", "--sandbox-id", SANDBOX]),
             Client::Ip6tablesGet => s(&["iptables", "get", "--sandbox-id", SANDBOX, "--v6"]),
+            Client::Exec => s(&["exec", "--handshake-timeout", "1", SANDBOX, "--", "true"]),
             Client::IptablesSet => {
                 let rules = root.join("rules.txt");
                 std::fs::write(&rules, "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n").unwrap();
@@ -120,6 +127,7 @@ fn failure_words(peer: Peer) -> &'static [&'static str] {
         Peer::CloseMidBody => &["end of file before message length reached"],
         Peer::HugeBody => &["timed out after 300ms", "larger than"],
         Peer::HugeHeaders => &["message head is too large"],
+        other => unreachable!("{other:?} is a line peer"),
     }
 }
 
@@ -298,7 +306,160 @@ fn huge_headers() {
     matrix(Peer::HugeHeaders);
 }
 
-/// Every peer in [`Peer::ALL`] has a test above; this keeps the list and the tests in step.
+// ---------------------------------------------------------------------------------------
+// exec: a working shim, a misbehaving VMM behind the agent URL it reports.
+
+/// The agent URL the shim reports: a Firecracker-style hybrid-vsock socket.
+const VMM_SOCKET: &str = "/run/vc/firecracker/sbfault/root/kata.hvsock";
+const AGENT_URL: &str = "hvsock:///run/vc/firecracker/sbfault/root/kata.hvsock:1024";
+/// `exec` keeps dialing for 3 s (a VM may still be booting), and waits
+/// `--handshake-timeout 1` for a reply.
+const DIAL_BUDGET: Duration = Duration::from_secs(3);
+
+fn vmm_words(peer: Peer) -> &'static [&'static str] {
+    match peer {
+        Peer::Refused => &["connection refused"],
+        Peer::Missing => &["no such file or directory"],
+        Peer::RegularFile => &["regular file, not a socket"],
+        Peer::PermissionDenied => &["permission denied"],
+        Peer::Hang | Peer::NoAccept => &["no handshake reply to connect 1026 within 1s"],
+        Peer::Garbage | Peer::HugeBody => &["handshake failed: the vmm answered"],
+        Peer::EarlyClose => &["closed the connection before answering connect 1026"],
+        Peer::HalfReply => &["in the middle of its reply \"ok 10\""],
+        Peer::EndlessLine => &["longer than 512 bytes"],
+        // The guest end went away while the command was being sent or run.
+        Peer::OkThenClose | Peer::OkThenGarbage => &["broken pipe", "closed", "connection reset"],
+        other => unreachable!("{other:?} is not a line peer"),
+    }
+}
+
+fn vmm_case(peer: Peer) {
+    let t = host();
+    let root = t.path();
+    let _shim = FaultPeer::http_ok(
+        &root
+            .join("run/vc/sbs")
+            .join(SANDBOX)
+            .join("shim-monitor.sock"),
+        AGENT_URL,
+    );
+    let _vmm = FaultPeer::install(&root.join(VMM_SOCKET.trim_start_matches('/')), peer);
+    if peer.needs_nobody() {
+        faults::open_tree(root);
+    }
+    let before = faults::snapshot(root);
+    let args: Vec<String> = ["exec", "--handshake-timeout", "1", SANDBOX, "--", "true"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let envs = [
+        ("KATA_HOST_ROOT", root.display().to_string()),
+        ("KATA_SHIM_TIMEOUT_MS", TIMEOUT_MS.to_string()),
+        ("RUST_BACKTRACE", "0".to_string()),
+    ];
+    let run = faults::run(
+        Path::new(BIN),
+        &args,
+        &envs,
+        peer.needs_nobody(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        before,
+        faults::snapshot(root),
+        "exec vs VMM {peer:?} changed the host root"
+    );
+
+    let what = format!("exec vs VMM {peer:?}");
+    let stderr = run.stderr.to_lowercase();
+    eprintln!(
+        "{what}: exit {:?} in {:?}, rss {:?} KiB, stdout {} bytes: {}",
+        run.code,
+        run.elapsed,
+        run.max_rss_kib,
+        run.stdout_len,
+        run.stderr.trim()
+    );
+    assert!(!run.killed_by_guard, "{what}: hung, killed after the guard");
+    assert_eq!(run.signal, None, "{what}: died by a signal: {}", run.stderr);
+    assert_eq!(run.code, Some(1), "{what}: stderr: {}", run.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "{what}: panicked: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(VMM_SOCKET),
+        "{what}: stderr does not name the VMM socket {VMM_SOCKET}: {}",
+        run.stderr
+    );
+    let words = vmm_words(peer);
+    assert!(
+        words.iter().any(|w| stderr.contains(w)),
+        "{what}: stderr says none of {words:?}: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout_len,
+        0,
+        "{what}: wrote to stdout: {:?}",
+        run.stdout_text()
+    );
+    // The dial budget, one handshake wait, and start-up slack.
+    assert!(
+        run.elapsed < DIAL_BUDGET + Duration::from_secs(1) + SLACK,
+        "{what}: took {:?}",
+        run.elapsed
+    );
+    if let Some(kib) = run.max_rss_kib {
+        assert!(kib < MAX_RSS_KIB, "{what}: peak RSS {kib} KiB");
+    }
+}
+
+fn vmm_matrix(peers: &[Peer]) {
+    for &peer in peers {
+        if peer.needs_nobody()
+            && let Err(why) = faults::nobody_can_run(Path::new(BIN))
+        {
+            eprintln!("SKIPPED exec vs VMM {peer:?}: {why}");
+            continue;
+        }
+        vmm_case(peer);
+    }
+}
+
+#[test]
+fn vmm_socket_unusable() {
+    vmm_matrix(&[
+        Peer::Refused,
+        Peer::Missing,
+        Peer::RegularFile,
+        Peer::PermissionDenied,
+    ]);
+}
+
+#[test]
+fn vmm_never_answers() {
+    vmm_matrix(&[Peer::Hang, Peer::NoAccept]);
+}
+
+#[test]
+fn vmm_bad_reply() {
+    vmm_matrix(&[
+        Peer::Garbage,
+        Peer::EarlyClose,
+        Peer::HalfReply,
+        Peer::EndlessLine,
+        Peer::HugeBody,
+    ]);
+}
+
+#[test]
+fn vmm_fails_after_the_handshake() {
+    vmm_matrix(&[Peer::OkThenClose, Peer::OkThenGarbage]);
+}
+
+/// Every peer has a test above; this keeps the lists and the tests in step.
 #[test]
 fn every_peer_is_covered() {
     let src = include_str!("faults.rs");
@@ -306,6 +467,12 @@ fn every_peer_is_covered() {
         assert!(
             src.contains(&format!("matrix(Peer::{peer:?});")),
             "no test runs {peer:?}"
+        );
+    }
+    for peer in Peer::LINE {
+        assert!(
+            src.contains(&format!("Peer::{peer:?},")) || src.contains(&format!("Peer::{peer:?}]")),
+            "no vmm test runs {peer:?}"
         );
     }
 }

@@ -200,7 +200,7 @@ async fn connect_unix(
         Ok(Err(e)) => Err(AttemptError::Connect(format!(
             "dial unix {}: connect: {}",
             host_path.display(),
-            os_text(&e)
+            os_text(&crate::errors::explain_not_a_socket(socket, e))
         ))),
         Err(_) => Err(AttemptError::ConnectTimeout(budget)),
     }

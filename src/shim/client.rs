@@ -99,34 +99,6 @@ pub async fn get_to_writer(
     Ok(total)
 }
 
-/// Connecting to something that is not a socket fails with a bare "connection refused";
-/// say what is there instead.
-fn explain_not_a_socket(path: &std::path::Path, cause: std::io::Error) -> std::io::Error {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return cause;
-    };
-    let ft = meta.file_type();
-    let what = if ft.is_socket() {
-        return cause;
-    } else if ft.is_file() {
-        "a regular file"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link to something that is not a listening socket"
-    } else {
-        "a special file"
-    };
-    std::io::Error::new(
-        cause.kind(),
-        format!(
-            "{} (the path is {what}, not a socket)",
-            crate::errors::os_text(&cause)
-        ),
-    )
-}
-
 /// Aborts the connection task when the exchange is over, whichever way it ended.
 struct ConnTask(tokio::task::JoinHandle<()>);
 
@@ -205,7 +177,7 @@ impl<'a> Exchange<'a> {
                 return Err(ShimError::Connect {
                     id: sb.id.clone(),
                     socket: sb.host_path.clone(),
-                    cause: explain_not_a_socket(&sb.socket, cause),
+                    cause: crate::errors::explain_not_a_socket(&sb.socket, cause),
                 });
             }
             Ok(Ok(s)) => s,

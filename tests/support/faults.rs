@@ -50,9 +50,18 @@ pub enum Peer {
     HugeBody,
     /// A status line followed by header lines that never end.
     HugeHeaders,
+    /// Line protocols (the hybrid-vsock `CONNECT` handshake): half a reply line, then close.
+    HalfReply,
+    /// Line protocols: bytes without a newline, for ever.
+    EndlessLine,
+    /// Line protocols: a correct `OK <port>` reply, then close.
+    OkThenClose,
+    /// Line protocols: a correct `OK <port>` reply, then garbage, then close.
+    OkThenGarbage,
 }
 
 impl Peer {
+    /// The peers for request/response protocols (HTTP/1.1, gRPC).
     pub const ALL: [Peer; 12] = [
         Peer::Refused,
         Peer::Missing,
@@ -66,6 +75,23 @@ impl Peer {
         Peer::CloseMidBody,
         Peer::HugeBody,
         Peer::HugeHeaders,
+    ];
+
+    /// The peers for a line-based handshake (a VMM's hybrid-vsock socket).
+    pub const LINE: [Peer; 13] = [
+        Peer::Refused,
+        Peer::Missing,
+        Peer::RegularFile,
+        Peer::PermissionDenied,
+        Peer::Hang,
+        Peer::NoAccept,
+        Peer::Garbage,
+        Peer::EarlyClose,
+        Peer::HalfReply,
+        Peer::EndlessLine,
+        Peer::HugeBody,
+        Peer::OkThenClose,
+        Peer::OkThenGarbage,
     ];
 
     /// The command must run as `nobody` for this fault to show (root bypasses permissions).
@@ -88,6 +114,7 @@ impl FaultPeer {
     pub fn install(socket: &Path, peer: Peer) -> Self {
         let dir = socket.parent().expect("socket has a parent");
         std::fs::create_dir_all(dir).unwrap();
+        open_up(dir);
         let _ = std::fs::remove_file(socket);
         let stop = Arc::new(AtomicBool::new(false));
         let mut me = Self {
@@ -115,6 +142,44 @@ impl FaultPeer {
             other => me.thread = Some(serve(bind(socket), other, stop)),
         }
         me
+    }
+}
+
+impl FaultPeer {
+    /// A well-behaved HTTP/1.1 peer that answers every request with 200 and `body` (the
+    /// shim side of a test whose fault is further on, e.g. at the VMM).
+    pub fn http_ok(socket: &Path, body: &'static str) -> Self {
+        let dir = socket.parent().expect("socket has a parent");
+        std::fs::create_dir_all(dir).unwrap();
+        open_up(dir);
+        let _ = std::fs::remove_file(socket);
+        let stop = Arc::new(AtomicBool::new(false));
+        let listener = bind(socket);
+        // Open to everyone: the fault under test is elsewhere, also for commands run as nobody.
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        read_request(&mut stream);
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Self {
+            socket: socket.to_path_buf(),
+            stop,
+            thread: Some(thread),
+            _listener: None,
+        }
     }
 }
 
@@ -156,7 +221,10 @@ fn read_request(stream: &mut UnixStream) {
         .unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    // An HTTP head ends with an empty line; a hybrid-vsock `CONNECT <port>` is one line.
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n")
+        && !(buf.starts_with(b"CONNECT ") && buf.contains(&b'\n'))
+    {
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -201,6 +269,17 @@ fn misbehave(mut stream: UnixStream, peer: Peer, stop: &AtomicBool) {
                 stop,
                 b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
             );
+        }
+        Peer::HalfReply => {
+            let _ = stream.write_all(b"OK 10");
+        }
+        Peer::EndlessLine => endless(&mut stream, stop, b"AAAAAAAAAAAAAAAA"),
+        Peer::OkThenClose => {
+            let _ = stream.write_all(b"OK 1073741824\n");
+        }
+        Peer::OkThenGarbage => {
+            let _ = stream.write_all(b"OK 1073741824\n\x00\xff\x1b[2J garbage \xfe\xfd\r\n");
+            std::thread::sleep(Duration::from_millis(50));
         }
         Peer::Refused
         | Peer::Missing
