@@ -2,13 +2,17 @@
 //! or gives an error, and where the input is well-formed the parse gives back what was put
 //! in. Parsers already covered elsewhere (the volume-name encoding and mount-info storage in
 //! `volume_props.rs`, config text in `config.rs`) get the cases those files do not try:
-//! arbitrary bytes, drop-ins, deep nesting, hostile paths.
+//! arbitrary bytes, drop-ins, deep nesting, hostile paths. Parsers with a small proptest next
+//! to their code (release JSON, agent URLs, the reply line) get structured inputs here.
 
 use std::path::Path;
 
 use kata_runtime::cli::parse_go_uint;
 use kata_runtime::config::{self, AssetPolicy, parse_kernel_params};
-use kata_runtime::host::{cpuinfo, kernel, meminfo, os_release, protection};
+use kata_runtime::console::dial::{check_reply, handshake};
+use kata_runtime::console::escape::{display_escape, parse_escape_char};
+use kata_runtime::console::url::{AgentUrl, ConsoleTarget, parse_agent_url};
+use kata_runtime::host::{cpuinfo, kernel, meminfo, modules, os_release, protection, release};
 use kata_runtime::paths::HostRoot;
 use kata_runtime::shim::{self, ShimError};
 use kata_runtime::volume::{VolumeStore, decode_volume_name, encode_volume_path, parse_mount_info};
@@ -478,4 +482,250 @@ fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// check: module parameters and the release JSON
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A parameter file of any bytes: the value without its line ending, or an error naming
+    /// the host path (invalid UTF-8).
+    #[test]
+    fn module_parameter_files(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("sys/module/kvm_intel/parameters");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nested"), &bytes).unwrap();
+        match modules::read_parameter(&HostRoot::new(t.path()), "kvm_intel", "nested") {
+            Ok(v) => {
+                let text = std::str::from_utf8(&bytes).unwrap();
+                prop_assert_eq!(v.as_str(), text.trim_end_matches(['\n', '\r']));
+                prop_assert!(!v.ends_with('\n'));
+            }
+            Err(e) => {
+                prop_assert!(std::str::from_utf8(&bytes).is_err());
+                prop_assert!(e.contains("/sys/module/kvm_intel/parameters/nested"), "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn module_parameter_value(s in "(\\PC|\n|\r){0,40}") {
+        let v = modules::parameter_value(&s);
+        prop_assert!(s.starts_with(v));
+        prop_assert!(!v.ends_with(['\n', '\r']));
+    }
+}
+
+/// One release object, valid or broken in one of many ways.
+fn release_object() -> impl Strategy<Value = serde_json::Value> {
+    let version = prop_oneof![
+        (0u64..5, 0u64..20, 0u64..20).prop_map(|(a, b, c)| format!("{a}.{b}.{c}")),
+        (1u64..4, 0u64..5, "(alpha|rc)[0-9]").prop_map(|(a, b, p)| format!("{a}.{b}.0-{p}")),
+        "\\PC{0,12}",
+        Just(String::new()),
+    ];
+    let url = prop_oneof![
+        Just(
+            "https://github.com/kata-containers/kata-containers/releases/download/x/kata.tar.xz"
+                .to_string()
+        ),
+        Just(
+            "https://github.com/kata-containers/runtime/releases/download/x/kata.tar.xz"
+                .to_string()
+        ),
+        Just("https://evil.example/kata.tar.xz".to_string()),
+        "\\PC{0,20}",
+    ];
+    let asset = (
+        url,
+        prop::option::of("\\PC{0,10}"),
+        prop::option::of("\\PC{0,20}"),
+    )
+        .prop_map(|(u, n, d)| {
+            let mut a = serde_json::json!({ "browser_download_url": u });
+            if let Some(n) = n {
+                a["name"] = n.into();
+            }
+            if let Some(d) = d {
+                a["created_at"] = d.into();
+            }
+            a
+        });
+    (
+        version,
+        prop::collection::vec(asset, 0..3),
+        any::<bool>(),
+        prop_oneof![Just(0), Just(1), Just(2)],
+    )
+        .prop_map(|(v, assets, prerelease, shape)| {
+            let mut o =
+                serde_json::json!({ "tag_name": v, "assets": assets, "prerelease": prerelease });
+            match shape {
+                1 => o["tag_name"] = serde_json::json!(42),
+                2 => o["assets"] = serde_json::json!({"not": "an array"}),
+                _ => {}
+            }
+            o
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Arbitrary text as the release server's answer: an error, or a list.
+    #[test]
+    fn release_json_arbitrary(body in "\\PC{0,200}") {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let src = release::Source { url: "https://api.github.com/x".into(), custom: false };
+        let _ = release::parse_releases(&body, true, &src, &log);
+        let _ = release::next_link(&body);
+        let _ = release::is_rate_limited(403, &body);
+    }
+
+    /// A page of release objects: only valid releases with a Kata download URL come back,
+    /// sorted, pre-releases only on request; the verdict and kinds never panic.
+    #[test]
+    fn release_json_generated(items in prop::collection::vec(release_object(), 0..8), include_all in any::<bool>(), custom in any::<bool>()) {
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let body = serde_json::Value::Array(items).to_string();
+        let src = release::Source { url: "https://mirror.example/releases".into(), custom };
+        let list = release::parse_releases(&body, include_all, &src, &log).unwrap();
+        for w in list.windows(2) {
+            prop_assert!(w[0].version.cmp_precedence(&w[1].version) != std::cmp::Ordering::Greater);
+        }
+        for r in &list {
+            prop_assert!(include_all || !r.prerelease);
+            prop_assert!(r.url.starts_with("https://github.com/kata-containers/"));
+            prop_assert!(!r.date.is_empty());
+        }
+        let current = semver::Version::parse("3.0.0").unwrap();
+        let v = release::verdict(&current, &list);
+        let _ = v.to_string();
+        for r in release::newer_releases(&current, &list) {
+            let kind = release::release_kind(&current, &r.version);
+            prop_assert!(!kind.is_empty());
+        }
+    }
+
+    #[test]
+    fn release_link_header(parts in prop::collection::vec(("(https?://[a-z./?=0-9]{1,20}|\\PC{0,10})", prop_oneof![Just("rel=\"next\""), Just("rel=\"last\""), Just("rel=next"), Just("x")]), 0..4)) {
+        let header = parts.iter().map(|(u, r)| format!("<{u}>; {r}")).collect::<Vec<_>>().join(", ");
+        if let Some(next) = release::next_link(&header) {
+            prop_assert!(next.starts_with("http://") || next.starts_with("https://"));
+            let bracketed = format!("<{}>", next);
+            prop_assert!(header.contains(&bracketed));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// exec: agent URLs, the hybrid-vsock reply line, the escape character
+
+/// Percent-encodes what a URL path may not hold raw (and `%` itself).
+fn url_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn agent_url_arbitrary(s in prop_oneof!["\\PC{0,40}", "(vsock|hvsock|VSOCK|unix)://[0-9a-z:/%.]{0,20}"]) {
+        if let Ok(url) = parse_agent_url(&s) {
+            // What parsed is reported the way the dialer will use it; it never panics.
+            let t = ConsoleTarget::new(&url, &HostRoot::new("/nonexistent-props"), 1026);
+            let _ = t.to_string();
+        }
+    }
+
+    #[test]
+    fn agent_url_vsock_round_trip(cid in any::<u32>(), port in any::<u32>(), nl in any::<bool>()) {
+        let body = format!("vsock://{}:{}{}", cid, port, if nl { "\n" } else { "" });
+        prop_assert_eq!(parse_agent_url(&body), Ok(AgentUrl::Vsock { cid, port }));
+        let three = format!("vsock://{}:{}:{}", cid, port, port);
+        prop_assert!(parse_agent_url(&three).is_err());
+        let too_big = format!("vsock://{}:{}", cid, u64::from(port) + (1u64 << 32));
+        prop_assert!(parse_agent_url(&too_big).is_err());
+    }
+
+    /// Any absolute socket path without `:` or NUL, percent-encoded, comes back whole.
+    #[test]
+    fn agent_url_hybrid_round_trip(path in "/[^:\0]{1,60}", port in any::<u32>()) {
+        let body = format!("hvsock://{}:{}\n", url_escape(&path), port);
+        match parse_agent_url(&body) {
+            Ok(AgentUrl::HybridVsock { path: p, port: q }) => {
+                prop_assert_eq!(p, std::path::PathBuf::from(&path));
+                prop_assert_eq!(q, port);
+            }
+            other => prop_assert!(false, "{:?} gave {:?}", body, other),
+        }
+    }
+
+    /// The reply line: accepted exactly when it starts with `OK ` (spec Q33).
+    #[test]
+    fn hybrid_vsock_reply_line(line in prop::collection::vec(any::<u8>(), 0..40), port in any::<u32>()) {
+        let ok = check_reply(&line, port);
+        let text = String::from_utf8_lossy(&line);
+        prop_assert_eq!(ok.is_ok(), text.starts_with("OK "));
+    }
+
+    /// The handshake over a stream: whatever the VMM sends, it returns (no panic, no hang
+    /// on a closed stream), reads nothing past the reply's newline, and accepts only `OK `.
+    #[test]
+    fn hybrid_vsock_handshake(reply in prop::collection::vec(any::<u8>(), 0..700), port in 1u32..100000) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut client, mut vmm) = tokio::io::duplex(4096);
+            let sent = reply.clone();
+            let server = tokio::spawn(async move {
+                let mut buf = vec![0u8; 64];
+                let n = vmm.read(&mut buf).await.unwrap();
+                let _ = vmm.write_all(&sent).await;
+                drop(vmm);
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            });
+            let result = handshake(&mut client, port).await;
+            let connect = server.await.unwrap();
+            prop_assert_eq!(connect, format!("CONNECT {}\n", port));
+            let nl = reply.iter().position(|&b| b == b'\n');
+            match (&result, nl) {
+                (Ok(line), Some(i)) => {
+                    prop_assert!(line.starts_with("OK "));
+                    prop_assert!(i <= 512);
+                    // Every byte after the newline is still there for the session.
+                    let mut rest = Vec::new();
+                    client.read_to_end(&mut rest).await.unwrap();
+                    prop_assert_eq!(&rest[..], &reply[i + 1..]);
+                }
+                (Ok(_), None) => prop_assert!(false, "accepted a reply without a newline"),
+                (Err(_), Some(i)) if i <= 512 => {
+                    prop_assert!(!String::from_utf8_lossy(&reply[..i]).starts_with("OK "));
+                }
+                (Err(_), _) => {}
+            }
+            Ok(())
+        })?;
+    }
+
+    /// `--escape-char`: no panic; what is accepted is shown so that it parses back.
+    #[test]
+    fn escape_char(s in prop_oneof!["\\PC{0,3}", "\\^.", "[\\x00-\\x7f]"]) {
+        if let Ok(Some(c)) = parse_escape_char(&s) {
+            prop_assert!(c.is_ascii() && c != b'\r' && c != b'\n');
+            let shown = display_escape(c);
+            prop_assert_eq!(parse_escape_char(&shown), Ok(Some(c)), "{:?}", shown);
+        }
+    }
 }
