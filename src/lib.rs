@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod errors;
+pub mod factory;
 pub mod host;
 pub mod logging;
 pub mod paths;
