@@ -116,7 +116,7 @@ async fn quit_server(
     run_dir: &Path,
 ) -> anyhow::Result<()> {
     let called = async {
-        let mut c = CacheClient::connect(real).await?;
+        let mut c = CacheClient::connect_as(real, shown).await?;
         c.quit().await
     }
     .await;
@@ -170,9 +170,9 @@ fn status(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
     let mut out = ctx.stdout();
     let mut failed = false;
     if f.vm_cache_number > 0 {
-        let (_, real) = endpoint(ctx, cfg);
+        let (shown, real) = endpoint(ctx, cfg);
         let answer = context::block_on(async {
-            let mut c = CacheClient::connect(&real).await?;
+            let mut c = CacheClient::connect_as(&real, &shown).await?;
             c.status().await
         })?;
         match answer {

@@ -84,11 +84,18 @@ impl CacheClient {
     /// Connects now, so that an absent server is reported as such (the Go client connects
     /// lazily and reports it at the first call, with the same text).
     pub async fn connect(path: &Path) -> Result<CacheClient, ClientError> {
+        Self::connect_as(path, path).await
+    }
+
+    /// Connects to the socket at `path` on this machine; messages name it `shown` (the
+    /// path as the host sees it, when a host root is in use).
+    pub async fn connect_as(path: &Path, shown: &Path) -> Result<CacheClient, ClientError> {
         // The URI is a placeholder: the connector below ignores it and dials the socket.
         let endpoint = Endpoint::from_static("http://localhost")
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
         let sock = path.to_path_buf();
+        let path = shown;
         let channel = endpoint
             .connect_with_connector(tower::service_fn(move |_| {
                 let sock = sock.clone();

@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::qmp::{Qmp, QmpError};
+use super::qmp::Qmp;
 use crate::config::Config;
 use crate::errors::os_text;
 use crate::paths::{HostRoot, RUN_VC_VM};
@@ -30,6 +30,8 @@ const LOG_QUOTE_LIMIT: usize = 4096;
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmSpec {
     pub qemu: PathBuf,
+    /// The QEMU binary as configured (host view), for messages.
+    pub qemu_shown: PathBuf,
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
     pub image: Option<PathBuf>,
@@ -76,6 +78,7 @@ impl VmSpec {
         let vcpus = h.default_vcpus.max(1);
         Ok(VmSpec {
             qemu: host.join(&h.path),
+            qemu_shown: h.path.clone(),
             kernel: host.join(&h.kernel),
             initrd,
             image,
@@ -349,53 +352,53 @@ pub async fn start(spec: &VmSpec, launch: &Launch) -> Result<(RunningVm, Qmp), L
         .stderr(Stdio::from(log))
         // A QEMU handed over to a client must outlive the factory; stops are explicit.
         .kill_on_drop(false);
-    let mut child = match cmd.spawn() {
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(source) => {
             cleanup(&paths);
             return Err(LaunchError::Spawn {
-                qemu: spec.qemu.clone(),
+                qemu: spec.qemu_shown.clone(),
                 source,
             });
         }
     };
-    let pid = child.id().unwrap_or(0);
+    // If this future is dropped half-way (shutdown), the QEMU must not outlive it.
+    let mut guard = Starting {
+        child: Some(child),
+        dir: paths.dir.clone(),
+    };
+    let pid = guard.child().id().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = guard.child().try_wait() {
             let log = read_log(&paths.log);
-            cleanup(&paths);
             return Err(LaunchError::Exited {
-                qemu: spec.qemu.clone(),
+                qemu: spec.qemu_shown.clone(),
                 status: describe_exit(status),
                 log,
             });
         }
         if paths.qmp.exists() {
-            match tokio::time::timeout_at(deadline, Qmp::connect(&paths.qmp)).await {
-                Ok(Ok(qmp)) => {
-                    let vm = RunningVm {
-                        id: launch.id.clone(),
-                        pid,
-                        paths,
-                        child,
-                        cpu: spec.vcpus,
-                        memory_mib: spec.memory_mib,
-                    };
-                    return Ok((vm, qmp));
-                }
-                // Socket not listening yet, or QEMU died mid-handshake: look again.
-                Ok(Err(QmpError::Connect { .. } | QmpError::Closed { .. })) => {}
-                Ok(Err(_)) | Err(_) => {}
+            // Not listening yet, or QEMU died mid-handshake: look again.
+            if let Ok(Ok(qmp)) = tokio::time::timeout_at(deadline, Qmp::connect(&paths.qmp)).await
+            {
+                let vm = RunningVm {
+                    id: launch.id.clone(),
+                    pid,
+                    child: guard.release(),
+                    paths,
+                    cpu: spec.vcpus,
+                    memory_mib: spec.memory_mib,
+                };
+                return Ok((vm, qmp));
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            terminate(&mut child, Duration::ZERO).await;
+            terminate(guard.child(), Duration::ZERO).await;
             let log = read_log(&paths.log);
-            cleanup(&paths);
             return Err(LaunchError::NotReady {
-                qemu: spec.qemu.clone(),
+                qemu: spec.qemu_shown.clone(),
                 pid,
                 qmp: paths.qmp.clone(),
                 after: STARTUP_TIMEOUT,
@@ -404,6 +407,32 @@ pub async fn start(spec: &VmSpec, launch: &Launch) -> Result<(RunningVm, Qmp), L
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A QEMU being started: killed and its directory removed unless [`Starting::release`]d.
+struct Starting {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Starting {
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("present until released")
+    }
+
+    fn release(&mut self) -> Child {
+        self.child.take().expect("released once")
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // SIGKILL; tokio reaps the dropped child in the background.
+            let _ = c.start_kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -466,6 +495,7 @@ mod tests {
     fn spec() -> VmSpec {
         VmSpec {
             qemu: "/usr/bin/qemu-system-x86_64".into(),
+            qemu_shown: "/usr/bin/qemu-system-x86_64".into(),
             kernel: "/k".into(),
             initrd: Some("/i".into()),
             image: None,
@@ -542,5 +572,31 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    /// A process that ignores SIGTERM (a hung QEMU) is killed once the grace period ends.
+    #[test]
+    fn terminate_kills_what_ignores_sigterm() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut child = Command::new("/bin/sh")
+                .args(["-c", "trap '' TERM; echo up; while :; do sleep 1; done"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Wait until the trap is installed.
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = [0u8; 3];
+            tokio::io::AsyncReadExt::read_exact(&mut out, &mut buf).await.unwrap();
+            let t0 = std::time::Instant::now();
+            let st = terminate(&mut child, Duration::from_millis(300)).await.unwrap();
+            use std::os::unix::process::ExitStatusExt as _;
+            assert_eq!(st.signal(), Some(libc::SIGKILL));
+            assert!(t0.elapsed() >= Duration::from_millis(300));
+            assert_eq!(describe_exit(st), "was killed by SIGKILL");
+        });
     }
 }

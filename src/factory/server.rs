@@ -152,6 +152,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
             }),
     );
 
+    let mut boots = tokio::task::JoinSet::new();
     let outcome = async {
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(ServerError::Signals)?;
@@ -160,7 +161,6 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
                 .map_err(ServerError::Signals)?;
         // The first N VMs: a boot failure here means the configuration does not work, so
         // it is reported and the server does not stay up half-empty.
-        let mut boots = tokio::task::JoinSet::new();
         for _ in 0..shared.target {
             shared.lock().starting += 1;
             boots.spawn(boot_one(shared.clone()));
@@ -191,6 +191,8 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
     }
     .await;
 
+    // Boots still in flight finish on their own and see `closing`.
+    boots.detach_all();
     // Shut down: no more boots, stop every held VM, wait for boots in flight (they stop
     // their VM themselves when they see `closing`), then the gRPC server and the socket.
     let held: Vec<Held> = {
@@ -275,32 +277,33 @@ fn remove_socket(endpoint: &Path, ident: (u64, u64)) {
 }
 
 /// Boots one base VM and puts it in the pool (or stops it if the server is closing).
-/// The caller has already counted it in `starting`.
+/// The caller has already counted it in `starting`; the count drops when this ends, even
+/// if the task is cancelled.
 async fn boot_one(shared: Arc<Shared>) -> Result<(), LaunchError> {
+    struct Counted(Arc<Shared>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.lock().starting -= 1;
+            self.0.changed.notify_waiters();
+        }
+    }
+    let _counted = Counted(shared.clone());
     let launch = Launch {
         id: qemu::new_id(),
         paused: true,
         memory: Memory::Anonymous,
     };
-    let result = qemu::start(&shared.spec, &launch).await;
-    let outcome = match result {
-        Ok((mut vm, qmp)) => {
-            // QMP allows one client at a time: let go so the VM's next owner can connect.
-            drop(qmp);
-            let closing = shared.lock().closing;
-            if closing {
-                qemu::stop(&mut vm, STOP_GRACE).await;
-            } else {
-                adopt(&shared, vm);
-            }
-            shared.lock().failures = 0;
-            Ok(())
-        }
-        Err(e) => Err(e),
-    };
-    shared.lock().starting -= 1;
-    shared.changed.notify_waiters();
-    outcome
+    let (mut vm, qmp) = qemu::start(&shared.spec, &launch).await?;
+    // QMP allows one client at a time: let go so the VM's next owner can connect.
+    drop(qmp);
+    let closing = shared.lock().closing;
+    if closing {
+        qemu::stop(&mut vm, STOP_GRACE).await;
+    } else {
+        adopt(&shared, vm);
+    }
+    shared.lock().failures = 0;
+    Ok(())
 }
 
 /// Adds a booted VM to the pool and starts its watcher.

@@ -227,6 +227,7 @@ mod tests {
     fn spec(dir: &Path) -> VmSpec {
         VmSpec {
             qemu: dir.join("no-such-qemu"),
+            qemu_shown: "/no-such-qemu".into(),
             kernel: "/k".into(),
             initrd: Some("/i".into()),
             image: None,
@@ -269,7 +270,7 @@ mod tests {
         let e = rt()
             .block_on(create(&spec(dir.path()), &t, &fake, true, &log()))
             .unwrap_err();
-        assert!(e.to_string().starts_with("cannot boot the template VM: cannot start QEMU"), "{e}");
+        assert!(e.to_string().starts_with("cannot boot the template VM: cannot start QEMU /no-such-qemu: no such file or directory"), "{e}");
         let real = t.real.display();
         assert_eq!(
             *fake.calls.borrow(),
