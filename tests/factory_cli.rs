@@ -39,7 +39,13 @@ fn status_lists_the_server_and_its_vms_without_the_not_enabled_line() {
 #[test]
 fn status_with_cache_and_template_reports_both() {
     let h = cache_host("enable_template = true");
-    let _f = FakeCache::start(&h.endpoint(), StatusReply::Ok { pid: 7, vms: vec![] });
+    let _f = FakeCache::start(
+        &h.endpoint(),
+        StatusReply::Ok {
+            pid: 7,
+            vms: vec![],
+        },
+    );
     let o = h.run(&["factory", "status"]);
     assert_eq!(stdout(&o), "VM cache server pid = 7\nvm factory is off\n");
     assert_eq!(o.status.code(), Some(0));
@@ -109,7 +115,13 @@ fn status_with_nothing_enabled() {
 #[test]
 fn destroy_calls_quit_and_waits_for_the_server_to_go() {
     let h = cache_host("");
-    let f = FakeCache::start(&h.endpoint(), StatusReply::Ok { pid: 1, vms: vec![] });
+    let f = FakeCache::start(
+        &h.endpoint(),
+        StatusReply::Ok {
+            pid: 1,
+            vms: vec![],
+        },
+    );
     let o = h.run(&["factory", "destroy"]);
     assert_eq!(stdout(&o), "vm factory destroyed\n");
     assert_eq!(stderr(&o), "");
@@ -194,7 +206,14 @@ fn init_validates_the_vm_config() {
     let cfg = h.path("/etc/kata-containers/configuration.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(h.path("/opt/image"), "x").unwrap();
-    std::fs::write(&cfg, text.replace("initrd = \"/opt/initrd\"", "initrd = \"/opt/initrd\"\nimage = \"/opt/image\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "initrd = \"/opt/initrd\"",
+            "initrd = \"/opt/initrd\"\nimage = \"/opt/image\"",
+        ),
+    )
+    .unwrap();
     let o = h.run(&["factory", "init"]);
     assert_eq!(stderr(&o), "Image and initrd path cannot be both set\n");
     assert_eq!(o.status.code(), Some(1));
@@ -226,5 +245,9 @@ fn init_reports_a_qemu_that_exits_at_once_with_its_stderr() {
         "cannot boot the base VMs of the VM cache: QEMU /opt/qemu exited with status 1 before it was ready: qemu-system-x86_64: -machine q35: no such machine\n"
     );
     assert!(!h.endpoint().exists(), "the socket is removed");
-    assert!(h.vm_dirs().is_empty(), "no VM directory is left: {:?}", h.vm_dirs());
+    assert!(
+        h.vm_dirs().is_empty(),
+        "no VM directory is left: {:?}",
+        h.vm_dirs()
+    );
 }

@@ -13,7 +13,10 @@ use kata_runtime::cache::cache_service_client::CacheServiceClient;
 
 fn skip_without_qemu(test: &str) -> bool {
     if !host::have_qemu() {
-        eprintln!("skipping {test}: {} is not installed (apt-get install qemu-system-x86)", host::REAL_QEMU);
+        eprintln!(
+            "skipping {test}: {} is not installed (apt-get install qemu-system-x86)",
+            host::REAL_QEMU
+        );
         return true;
     }
     false
@@ -27,7 +30,11 @@ fn status(h: &Host) -> Option<(i64, Vec<i64>)> {
     }
     let text = stdout(&o);
     let mut lines = text.lines();
-    let server = lines.next()?.strip_prefix("VM cache server pid = ")?.parse().ok()?;
+    let server = lines
+        .next()?
+        .strip_prefix("VM cache server pid = ")?
+        .parse()
+        .ok()?;
     let mut vms = Vec::new();
     for l in lines {
         let rest = l.strip_prefix("VM pid = ")?;
@@ -115,7 +122,9 @@ fn cache_keeps_two_vms_hands_one_over_refills_and_stops_them_all() {
     // The handed-over VM is the client's: alive, paused, answering on QMP.
     assert!(alive(handed));
     rt().block_on(async {
-        let mut q = kata_runtime::factory::qmp::Qmp::connect(&qmp_path).await.unwrap();
+        let mut q = kata_runtime::factory::qmp::Qmp::connect(&qmp_path)
+            .await
+            .unwrap();
         let st = q.execute("query-status", None).await.unwrap();
         assert_eq!(st["status"], "prelaunch", "{st}");
         q.quit().await.unwrap();
@@ -130,7 +139,10 @@ fn cache_keeps_two_vms_hands_one_over_refills_and_stops_them_all() {
     let (code, _, err) = server.wait(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{err}");
     for p in vms.iter().chain(&after) {
-        assert!(wait_until(Duration::from_secs(5), || !alive(*p)), "QEMU {p} left behind");
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(*p)),
+            "QEMU {p} left behind"
+        );
     }
     // Only the handed-over VM's directory is left: it is the client's to remove.
     assert_eq!(h.vm_dirs(), vec![qmp_path.parent().unwrap().to_path_buf()]);
@@ -177,7 +189,8 @@ fn a_vm_that_dies_is_replaced() {
     assert!(
         wait_until(Duration::from_secs(30), || {
             last = status(&h);
-            last.as_ref().is_some_and(|(_, v)| v.len() == 1 && v[0] != vms[0])
+            last.as_ref()
+                .is_some_and(|(_, v)| v.len() == 1 && v[0] != vms[0])
         }),
         "{last:?}"
     );
@@ -201,7 +214,11 @@ fn a_killed_server_is_reported_and_destroy_cleans_up_after_it() {
 
     let o = h.run(&["factory", "status"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("connect: connection refused"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("connect: connection refused"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = h.run(&["factory", "destroy"]);
     assert_eq!(stdout(&o), "vm factory destroyed\n");
@@ -211,7 +228,10 @@ fn a_killed_server_is_reported_and_destroy_cleans_up_after_it() {
     );
     assert_eq!(o.status.code(), Some(0));
     for p in &vms {
-        assert!(wait_until(Duration::from_secs(5), || !alive(*p)), "QEMU {p} left behind");
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(*p)),
+            "QEMU {p} left behind"
+        );
     }
     assert!(!h.endpoint().exists());
     assert!(h.vm_dirs().is_empty(), "{:?}", h.vm_dirs());
@@ -226,7 +246,14 @@ fn a_real_qemu_that_rejects_its_options_is_reported() {
     h.config("vm_cache_number = 1");
     let cfg = h.path("/etc/kata-containers/configuration.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("machine_type = \"q35\"", "machine_type = \"no-such-machine\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "machine_type = \"q35\"",
+            "machine_type = \"no-such-machine\"",
+        ),
+    )
+    .unwrap();
     let mut server = h.spawn_init();
     let (code, _, err) = server.wait(Duration::from_secs(30));
     assert_eq!(code, Some(1));
@@ -273,26 +300,49 @@ fn template_init_status_destroy() {
     assert_eq!(stdout(&o), "vm factory is off\n");
 
     let o = h.run(&["factory", "init"]);
-    assert_eq!(stdout(&o), "vm factory initialized\n", "{}\n{}", stderr(&o), h.log());
+    assert_eq!(
+        stdout(&o),
+        "vm factory initialized\n",
+        "{}\n{}",
+        stderr(&o),
+        h.log()
+    );
     assert_eq!(o.status.code(), Some(0));
     let tpl = h.path(host::TEMPLATE);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(mounts.contains(&format!(" {} ", tpl.display())), "tmpfs not mounted");
-    assert_eq!(std::fs::metadata(tpl.join("memory")).unwrap().len(), 256 << 20);
+    assert!(
+        mounts.contains(&format!(" {} ", tpl.display())),
+        "tmpfs not mounted"
+    );
+    assert_eq!(
+        std::fs::metadata(tpl.join("memory")).unwrap().len(),
+        256 << 20
+    );
     assert!(std::fs::metadata(tpl.join("state")).unwrap().len() > 0);
-    assert!(h.vm_dirs().is_empty(), "the template VM is gone: {:?}", h.vm_dirs());
+    assert!(
+        h.vm_dirs().is_empty(),
+        "the template VM is gone: {:?}",
+        h.vm_dirs()
+    );
 
     let o = h.run(&["factory", "status"]);
     assert_eq!(stdout(&o), "vm factory is on\n");
     let o = h.run(&["factory", "init"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("There is already a VM template in /run/vc/vm/template"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("There is already a VM template in /run/vc/vm/template"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = h.run(&["factory", "destroy"]);
     assert_eq!(stdout(&o), "vm factory destroyed\n");
     assert!(!tpl.exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&format!(" {} ", tpl.display())), "tmpfs still mounted");
+    assert!(
+        !mounts.contains(&format!(" {} ", tpl.display())),
+        "tmpfs still mounted"
+    );
     let o = h.run(&["factory", "status"]);
     assert_eq!(stdout(&o), "vm factory is off\n");
 }

@@ -50,7 +50,10 @@ fn init(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
     if f.vm_cache_number > 0 {
         let spec = VmSpec::from_config(&ctx.host, cfg)?;
         if f.enable_template {
-            warn!(ctx.log, "enable_template is not used by the VM cache: its base VMs boot directly");
+            warn!(
+                ctx.log,
+                "enable_template is not used by the VM cache: its base VMs boot directly"
+            );
         }
         let (shown, real) = endpoint(ctx, cfg);
         let vm_config = json!({

@@ -239,9 +239,16 @@ pub fn qemu_args(spec: &VmSpec, launch: &Launch, paths: &VmPaths) -> Vec<OsStrin
         a.push(s("-S"));
     }
     a.extend(
-        ["-display", "none", "-vga", "none", "-no-user-config", "-nodefaults"]
-            .into_iter()
-            .map(s),
+        [
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-no-user-config",
+            "-nodefaults",
+        ]
+        .into_iter()
+        .map(s),
     );
     a
 }
@@ -381,8 +388,7 @@ pub async fn start(spec: &VmSpec, launch: &Launch) -> Result<(RunningVm, Qmp), L
         }
         if paths.qmp.exists() {
             // Not listening yet, or QEMU died mid-handshake: look again.
-            if let Ok(Ok(qmp)) = tokio::time::timeout_at(deadline, Qmp::connect(&paths.qmp)).await
-            {
+            if let Ok(Ok(qmp)) = tokio::time::timeout_at(deadline, Qmp::connect(&paths.qmp)).await {
                 let vm = RunningVm {
                     id: launch.id.clone(),
                     pid,
@@ -558,10 +564,16 @@ mod tests {
         };
         let p = VmPaths::new(&s.run_dir, "x");
         let line = joined(&qemu_args(&s, &l, &p));
-        assert!(line.contains("-machine q35,accel=tcg,kernel_irqchip=on -cpu max,pmu=off"), "{line}");
+        assert!(
+            line.contains("-machine q35,accel=tcg,kernel_irqchip=on -cpu max,pmu=off"),
+            "{line}"
+        );
         assert!(line.contains("-m 256M -object memory-backend-file,id=dimm1,size=256M,mem-path=/t/memory,share=on -numa node,memdev=dimm1"), "{line}");
         assert!(line.contains("-drive file=/img,if=none,id=image0,format=raw,readonly=on -device virtio-blk-pci,drive=image0"), "{line}");
-        assert!(line.contains("-append console=hvc0 foo=bar root=/dev/vda1 rootfstype=ext4 ro"), "{line}");
+        assert!(
+            line.contains("-append console=hvc0 foo=bar root=/dev/vda1 rootfstype=ext4 ro"),
+            "{line}"
+        );
         assert!(!line.contains(" -S "), "{line}");
     }
 
@@ -590,9 +602,13 @@ mod tests {
             // Wait until the trap is installed.
             let mut out = child.stdout.take().unwrap();
             let mut buf = [0u8; 3];
-            tokio::io::AsyncReadExt::read_exact(&mut out, &mut buf).await.unwrap();
+            tokio::io::AsyncReadExt::read_exact(&mut out, &mut buf)
+                .await
+                .unwrap();
             let t0 = std::time::Instant::now();
-            let st = terminate(&mut child, Duration::from_millis(300)).await.unwrap();
+            let st = terminate(&mut child, Duration::from_millis(300))
+                .await
+                .unwrap();
             use std::os::unix::process::ExitStatusExt as _;
             assert_eq!(st.signal(), Some(libc::SIGKILL));
             assert!(t0.elapsed() >= Duration::from_millis(300));

@@ -178,7 +178,11 @@ impl Qmp {
 
     /// Saves the device state (not the RAM, which lives in a shared file: `x-ignore-shared`)
     /// into `state`, and waits until the migration completes.
-    pub async fn save_device_state(&mut self, state: &Path, limit: Duration) -> Result<(), QmpError> {
+    pub async fn save_device_state(
+        &mut self,
+        state: &Path,
+        limit: Duration,
+    ) -> Result<(), QmpError> {
         self.execute(
             "migrate-set-capabilities",
             Some(json!({ "capabilities": [ { "capability": "x-ignore-shared", "state": true } ] })),

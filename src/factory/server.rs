@@ -156,9 +156,8 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
     let outcome = async {
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(ServerError::Signals)?;
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(ServerError::Signals)?;
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(ServerError::Signals)?;
         // The first N VMs: a boot failure here means the configuration does not work, so
         // it is reported and the server does not stay up half-empty.
         for _ in 0..shared.target {

@@ -16,7 +16,11 @@ use crate::errors::os_text;
 
 /// Room for the device state beside the guest RAM on the tmpfs, in MiB (spec §7.2).
 pub const fn state_allowance_mib() -> u64 {
-    if cfg!(target_arch = "aarch64") { 300 } else { 8 }
+    if cfg!(target_arch = "aarch64") {
+        300
+    } else {
+        8
+    }
 }
 
 /// How long the template VM runs before it is paused (the Go runtime waits for the agent,
@@ -293,12 +297,18 @@ mod tests {
         let e = rt()
             .block_on(create(&spec(dir.path()), &t, &fake, false, &log()))
             .unwrap_err();
-        assert_eq!(e.to_string(), "creating a VM template needs root: it mounts a tmpfs at /tpl");
+        assert_eq!(
+            e.to_string(),
+            "creating a VM template needs root: it mounts a tmpfs at /tpl"
+        );
         assert!(fake.calls.borrow().is_empty());
         let e = rt()
             .block_on(create(&spec(dir.path()), &t, &fake, true, &log()))
             .unwrap_err();
-        assert_eq!(e.to_string(), "cannot mount a tmpfs at /tpl: operation not permitted");
+        assert_eq!(
+            e.to_string(),
+            "cannot mount a tmpfs at /tpl: operation not permitted"
+        );
         assert!(!t.real.exists(), "the directory it created is removed");
 
         std::fs::create_dir_all(&t.real).unwrap();

@@ -39,7 +39,10 @@ impl CacheService for Svc {
         }))
     }
 
-    async fn get_base_vm(&self, _: tonic::Request<()>) -> Result<tonic::Response<GrpcVm>, tonic::Status> {
+    async fn get_base_vm(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<GrpcVm>, tonic::Status> {
         self.0.calls.lock().unwrap().push("GetBaseVM");
         Err(tonic::Status::unavailable("failed to GetBaseVM: fake"))
     }

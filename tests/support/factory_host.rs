@@ -60,8 +60,23 @@ pub fn accelerator() -> &'static str {
         let kernel = dir.path().join("k");
         std::fs::write(&kernel, multiboot_kernel()).unwrap();
         let mut child = Command::new(REAL_QEMU)
-            .args(["-machine", "q35,accel=kvm", "-cpu", "host", "-m", "64M", "-S"])
-            .args(["-display", "none", "-vga", "none", "-nodefaults", "-no-user-config"])
+            .args([
+                "-machine",
+                "q35,accel=kvm",
+                "-cpu",
+                "host",
+                "-m",
+                "64M",
+                "-S",
+            ])
+            .args([
+                "-display",
+                "none",
+                "-vga",
+                "none",
+                "-nodefaults",
+                "-no-user-config",
+            ])
             .arg("-kernel")
             .arg(&kernel)
             .stdin(Stdio::null())
@@ -204,8 +219,18 @@ impl Server {
             if let Some(st) = child.try_wait().unwrap() {
                 let mut out = String::new();
                 let mut err = String::new();
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 return (st.code(), out, err);
             }
             if t0.elapsed() > limit {
