@@ -359,7 +359,12 @@ pub async fn start(spec: &VmSpec, launch: &Launch) -> Result<(RunningVm, Qmp), L
         .stderr(Stdio::from(log))
         // A QEMU handed over to a client must outlive the factory; stops are explicit.
         .kill_on_drop(false);
-    let child = match cmd.spawn() {
+    // fork+exec of a large binary takes milliseconds: do it off the runtime thread so
+    // that a hand-over in progress is not held up by the boot of its replacement.
+    let spawned = tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let child = match spawned {
         Ok(c) => c,
         Err(source) => {
             cleanup(&paths);
