@@ -251,3 +251,41 @@ fn init_reports_a_qemu_that_exits_at_once_with_its_stderr() {
         h.vm_dirs()
     );
 }
+
+#[test]
+fn sigterm_during_a_hung_boot_stops_at_once_and_kills_the_qemu() {
+    let h = Host::bare();
+    // A "QEMU" that never opens its QMP socket (nor dies).
+    h.qemu_script("echo $$ > \"$(dirname \"$0\")/qemu.pid\"\nexec sleep 1000");
+    h.config("vm_cache_number = 1");
+    let mut s = h.spawn_init();
+    let pidfile = h.path("/opt/qemu.pid");
+    assert!(host::wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| p.ends_with('\n'))
+    }));
+    let qemu: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(host::alive(qemu));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = s.wait(std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        host::wait_until(std::time::Duration::from_secs(5), || !host::alive(qemu)),
+        "the hung QEMU {qemu} was left behind"
+    );
+    assert!(!h.endpoint().exists());
+    assert!(h.vm_dirs().is_empty(), "{:?}", h.vm_dirs());
+}

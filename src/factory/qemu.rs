@@ -359,12 +359,9 @@ pub async fn start(spec: &VmSpec, launch: &Launch) -> Result<(RunningVm, Qmp), L
         .stderr(Stdio::from(log))
         // A QEMU handed over to a client must outlive the factory; stops are explicit.
         .kill_on_drop(false);
-    // fork+exec of a large binary takes milliseconds: do it off the runtime thread so
-    // that a hand-over in progress is not held up by the boot of its replacement.
-    let spawned = tokio::task::spawn_blocking(move || cmd.spawn())
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-    let child = match spawned {
+    // Spawned in place, not on a blocking thread: with no await between spawn and the
+    // guard below, cancelling this future can never leave a QEMU without an owner.
+    let child = match cmd.spawn() {
         Ok(c) => c,
         Err(source) => {
             cleanup(&paths);

@@ -111,6 +111,8 @@ struct Shared {
     config_json: Vec<u8>,
     agent_json: Vec<u8>,
     quit: watch::Sender<bool>,
+    /// Boots in flight, aborted at shutdown.
+    boots: Mutex<Vec<tokio::task::AbortHandle>>,
     log: Logger,
 }
 
@@ -137,6 +139,7 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
         config_json: opts.config_json,
         agent_json: opts.agent_json,
         quit: quit_tx,
+        boots: Mutex::new(Vec::new()),
         log: opts.log.clone(),
     });
     let log = opts.log;
@@ -152,7 +155,6 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
             }),
     );
 
-    let mut boots = tokio::task::JoinSet::new();
     let outcome = async {
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(ServerError::Signals)?;
@@ -160,13 +162,14 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
             .map_err(ServerError::Signals)?;
         // The first N VMs: a boot failure here means the configuration does not work, so
         // it is reported and the server does not stay up half-empty.
+        let mut boots = Vec::new();
         for _ in 0..shared.target {
             shared.lock().starting += 1;
-            boots.spawn(boot_one(shared.clone()));
+            boots.push(spawn_boot(&shared, boot_one(shared.clone())));
         }
         let initial = async {
-            while let Some(r) = boots.join_next().await {
-                if let Ok(Err(e)) = r {
+            for b in boots {
+                if let Ok(Err(e)) = b.await {
                     return Err(ServerError::InitialBoot(e));
                 }
             }
@@ -190,15 +193,21 @@ pub async fn run(opts: ServerOptions) -> Result<(), ServerError> {
     }
     .await;
 
-    // Boots still in flight finish on their own and see `closing`.
-    boots.detach_all();
-    // Shut down: no more boots, stop every held VM, wait for boots in flight (they stop
-    // their VM themselves when they see `closing`), then the gRPC server and the socket.
+    // Shut down: no more boots (those in flight are aborted, which kills their QEMU),
+    // stop every held VM, then the gRPC server and the socket.
     let held: Vec<Held> = {
         let mut st = shared.lock();
         st.closing = true;
         st.ready.drain(..).collect()
     };
+    for b in shared
+        .boots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
+        b.abort();
+    }
     shared.changed.notify_waiters();
     // Ask all at once, then wait: the grace periods run side by side.
     let acks: Vec<_> = held
@@ -295,14 +304,32 @@ async fn boot_one(shared: Arc<Shared>) -> Result<(), LaunchError> {
     let (mut vm, qmp) = qemu::start(&shared.spec, &launch).await?;
     // QMP allows one client at a time: let go so the VM's next owner can connect.
     drop(qmp);
+    // No await from here on: a shutdown that aborts this task cannot catch a VM between
+    // owners.
     let closing = shared.lock().closing;
     if closing {
-        qemu::stop(&mut vm, STOP_GRACE).await;
+        // Never handed out and paused: nothing to lose by killing it outright.
+        let _ = vm.child.start_kill();
+        let _ = std::fs::remove_dir_all(&vm.paths.dir);
     } else {
         adopt(&shared, vm);
     }
     shared.lock().failures = 0;
     Ok(())
+}
+
+/// Starts [`boot_one`] as a task that a shutdown can abort (a QEMU that hangs before its
+/// QMP socket answers must not hold the shutdown up for the whole start-up timeout).
+fn spawn_boot<F>(shared: &Arc<Shared>, f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handle = tokio::spawn(f);
+    let mut boots = shared.boots.lock().unwrap_or_else(|p| p.into_inner());
+    boots.retain(|h| !h.is_finished());
+    boots.push(handle.abort_handle());
+    handle
 }
 
 /// Adds a booted VM to the pool and starts its watcher.
@@ -382,7 +409,7 @@ async fn refill_loop(shared: Arc<Shared>) {
         shared.lock().starting += need;
         for _ in 0..need {
             let s = shared.clone();
-            tokio::spawn(async move {
+            spawn_boot(&shared, async move {
                 if let Err(e) = boot_one(s.clone()).await {
                     error!(s.log, "cannot boot a replacement base VM"; "error" => e.to_string());
                     s.lock().failures += 1;
