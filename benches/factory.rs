@@ -82,7 +82,7 @@ async fn measure(n: usize, rounds: usize) {
         refill.push(wait_ready(&sock, n).await);
         // The VM is ours now: stop it.
         let hv: serde_json::Value = serde_json::from_slice(&vm.hypervisor).unwrap();
-        let qmp = std::path::PathBuf::from(hv["QmpChannelpath"].as_str().unwrap());
+        let qmp = h.path(hv["QmpChannelpath"].as_str().unwrap());
         if let Ok(mut q) = Qmp::connect(&qmp).await {
             let _ = q.quit().await;
         }

@@ -27,6 +27,7 @@ use super::qmp::Qmp;
 use crate::cache::cache_service_server::{CacheService, CacheServiceServer};
 use crate::cache::{GrpcStatus, GrpcVm, GrpcVmConfig, GrpcVmStatus};
 use crate::errors::os_text;
+use crate::paths::RUN_VC_VM;
 
 /// Name of the marker file in a held VM's directory; it holds the server's endpoint.
 pub const MARKER: &str = "vm-cache-server";
@@ -77,7 +78,8 @@ pub enum ServerError {
 struct Held {
     id: String,
     pid: u32,
-    qmp: PathBuf,
+    /// The QMP socket as the host sees it (what a client on the host dials).
+    qmp_shown: PathBuf,
     dir: PathBuf,
     cpu: u32,
     memory_mib: u32,
@@ -342,7 +344,7 @@ fn adopt(shared: &Arc<Shared>, vm: RunningVm) {
     let held = Held {
         id: vm.id.clone(),
         pid: vm.pid,
-        qmp: vm.paths.qmp.clone(),
+        qmp_shown: Path::new(RUN_VC_VM).join(&vm.id).join("qmp.sock"),
         dir: vm.paths.dir.clone(),
         cpu: vm.cpu,
         memory_mib: vm.memory_mib,
@@ -421,7 +423,8 @@ async fn refill_loop(shared: Arc<Shared>) {
 }
 
 /// The hypervisor part of `GetBaseVM`: the fields the Go runtime's QEMU driver reads back
-/// (`ID`, `QmpChannelpath`, `State`, `NvdimmCount`, `QemuSMP`), plus the QEMU `Pid`.
+/// (`ID`, `QmpChannelpath`, `State`, `NvdimmCount`, `QemuSMP`), plus the QEMU `Pid`. Paths
+/// are host paths, as everything this tool shows.
 fn hypervisor_json(h: &Held, spec: &VmSpec) -> Vec<u8> {
     let uuid = {
         let id = &h.id;
@@ -440,7 +443,7 @@ fn hypervisor_json(h: &Held, spec: &VmSpec) -> Vec<u8> {
     };
     json!({
         "ID": h.id,
-        "QmpChannelpath": h.qmp,
+        "QmpChannelpath": h.qmp_shown,
         "Pid": h.pid,
         "State": {
             "UUID": uuid,
