@@ -507,7 +507,6 @@ impl CacheService for Service {
                 )));
             }
         };
-        shared.refill.notify_one();
         let (tx, rx) = oneshot::channel();
         let vm = GrpcVm {
             id: held.id.clone(),
@@ -518,7 +517,11 @@ impl CacheService for Service {
             memory: held.memory_mib,
             cpu_delta: 0,
         };
-        if held.ctl.send(Ctl::Release(tx)).is_err() || rx.await.is_err() {
+        let released = held.ctl.send(Ctl::Release(tx)).is_ok() && rx.await.is_ok();
+        // Boot the replacement only now, so that its start does not compete with the
+        // hand-over itself (the answer goes out in this same task poll).
+        shared.refill.notify_one();
+        if !released {
             return Err(tonic::Status::unavailable(format!(
                 "failed to GetBaseVM: base VM {} exited while being handed over",
                 held.id
