@@ -4,7 +4,7 @@
 //! booting. Mounting sits behind [`Mounter`] so that the bookkeeping is tested without root.
 
 use std::io;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +42,8 @@ pub struct SysMounter;
 impl Mounter for SysMounter {
     fn mount_tmpfs(&self, target: &Path, size_mib: u64) -> io::Result<()> {
         use nix::mount::{MsFlags, mount};
-        let data = format!("size={size_mib}M");
+        // The guest RAM is in there: keep it private (a bare tmpfs root is 1777).
+        let data = format!("size={size_mib}M,mode=0700");
         mount(
             Some("tmpfs"),
             target,
@@ -149,10 +150,15 @@ pub async fn create(
 /// Boots the template VM on the mounted tmpfs, pauses it, saves its device state and stops it.
 async fn fill(spec: &VmSpec, t: &TemplatePaths) -> Result<(), TemplateError> {
     let memory = t.memory();
-    std::fs::File::create(&memory).map_err(|source| TemplateError::File {
-        path: t.shown.join("memory"),
-        source,
-    })?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&memory)
+        .map_err(|source| TemplateError::File {
+            path: t.shown.join("memory"),
+            source,
+        })?;
     let launch = Launch {
         id: qemu::new_id(),
         paused: false,
