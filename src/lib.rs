@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod context;
 pub mod errors;
+pub mod factory;
 pub mod host;
 pub mod logging;
 pub mod output;

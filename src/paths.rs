@@ -45,6 +45,8 @@ pub const RUN_VC_SBS: &str = "/run/vc/sbs";
 pub const RUN_KATA: &str = "/run/kata";
 /// Direct-assigned volume records shared with the shim (spec §6.4).
 pub const DIRECT_VOLUMES: &str = "/run/kata-containers/shared/direct-volumes";
+/// Run directories of VMs started by `factory` (`<dir>/<id>/qmp.sock`, as the Go runtime).
+pub const RUN_VC_VM: &str = "/run/vc/vm";
 /// Name of the shim-management socket inside a sandbox directory.
 pub const SHIM_MONITOR_SOCKET: &str = "shim-monitor.sock";
 
