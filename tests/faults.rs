@@ -476,3 +476,176 @@ fn every_peer_is_covered() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// factory status: the VM cache server's gRPC socket misbehaves.
+
+const CACHE_SOCKET: &str = "/run/kata/cache.sock";
+
+/// Where the shipped configurations are (`../shared` beside the checkout, as in CI).
+fn shipped_qemu_config() -> Option<String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        here.join("../shared/configs/kata-3.0.0/configuration-qemu.toml"),
+        here.join("../../shared/configs/kata-3.0.0/configuration-qemu.toml"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+}
+
+/// A host whose configuration enables the VM cache on [`CACHE_SOCKET`], with stand-in
+/// assets (the command only talks to the socket).
+fn factory_host(root: &Path, config: &str) {
+    let config = config
+        .replace("\"/usr/bin/", "\"/opt/kata/bin/")
+        .replace("\"/usr/share/kata-containers/", "\"/opt/kata/share/")
+        .replace("\"/usr/libexec/", "\"/opt/kata/libexec/")
+        .replace("#vm_cache_number = 0", "vm_cache_number = 1")
+        .replace(
+            "#vm_cache_endpoint = \"/var/run/kata-containers/cache.sock\"",
+            &format!("vm_cache_endpoint = \"{CACHE_SOCKET}\""),
+        );
+    assert!(config.contains("vm_cache_number = 1"));
+    let etc = root.join("etc/kata-containers");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("configuration.toml"), config).unwrap();
+    for (dir, file) in [
+        ("opt/kata/bin", "qemu-system-x86_64"),
+        ("opt/kata/libexec", "virtiofsd"),
+        ("opt/kata/share", "vmlinux.container"),
+        ("opt/kata/share", "kata-containers.img"),
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::copy("/bin/true", root.join(dir).join(file)).unwrap();
+    }
+}
+
+fn factory_case(peer: Peer, config: &str) {
+    let t = host();
+    let root = t.path();
+    factory_host(root, config);
+    if peer.needs_nobody() {
+        faults::open_tree(root);
+    }
+    let _peer = FaultPeer::install(&root.join(CACHE_SOCKET.trim_start_matches('/')), peer);
+    let before = faults::snapshot(root);
+    let args = vec!["factory".to_string(), "status".to_string()];
+    let envs = [
+        ("KATA_HOST_ROOT", root.display().to_string()),
+        ("KATA_FACTORY_TIMEOUT_MS", TIMEOUT_MS.to_string()),
+        ("RUST_BACKTRACE", "0".to_string()),
+    ];
+    let run = faults::run(
+        Path::new(BIN),
+        &args,
+        &envs,
+        peer.needs_nobody(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        before,
+        faults::snapshot(root),
+        "factory status vs {peer:?} changed the host root"
+    );
+    let what = format!("factory status vs {peer:?}");
+    let stderr = run.stderr.to_lowercase();
+    eprintln!(
+        "{what}: exit {:?} in {:?}, rss {:?} KiB, stdout {} bytes: {}",
+        run.code,
+        run.elapsed,
+        run.max_rss_kib,
+        run.stdout_len,
+        run.stderr.trim()
+    );
+    assert!(!run.killed_by_guard, "{what}: hung, killed after the guard");
+    assert_eq!(run.signal, None, "{what}: died by a signal: {}", run.stderr);
+    assert_eq!(run.code, Some(1), "{what}: stderr: {}", run.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "{what}: panicked: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(CACHE_SOCKET),
+        "{what}: stderr does not name the socket {CACHE_SOCKET}: {}",
+        run.stderr
+    );
+    let words = factory_words(peer);
+    assert!(
+        words.iter().any(|w| stderr.contains(w)),
+        "{what}: stderr says none of {words:?}: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout_len,
+        0,
+        "{what}: wrote to stdout: {:?}",
+        run.stdout_text()
+    );
+    assert!(
+        run.elapsed < Duration::from_millis(TIMEOUT_MS) + SLACK,
+        "{what}: took {:?}, the timeout is {TIMEOUT_MS} ms",
+        run.elapsed
+    );
+    if let Some(kib) = run.max_rss_kib {
+        assert!(kib < MAX_RSS_KIB, "{what}: peak RSS {kib} KiB");
+    }
+}
+
+fn factory_words(peer: Peer) -> &'static [&'static str] {
+    match peer {
+        Peer::Refused => &["connection refused"],
+        Peer::Missing => &["no such file or directory"],
+        Peer::RegularFile => &["regular file, not a socket"],
+        Peer::PermissionDenied | Peer::PermissionDeniedDir => &["permission denied"],
+        Peer::Hang | Peer::NoAccept => &["no answer within 300 ms"],
+        Peer::Garbage | Peer::CloseMidBody | Peer::HugeBody | Peer::HugeHeaders => {
+            &["is it a vm cache server socket?"]
+        }
+        Peer::EarlyClose => &["broken pipe", "closed", "connection reset"],
+        other => unreachable!("{other:?} is a line peer"),
+    }
+}
+
+fn factory_matrix(peers: &[Peer]) {
+    let Some(config) = shipped_qemu_config() else {
+        eprintln!("SKIPPED factory status: ../shared/configs not found beside the checkout");
+        return;
+    };
+    for &peer in peers {
+        if peer.needs_nobody()
+            && let Err(why) = faults::nobody_can_run(Path::new(BIN))
+        {
+            eprintln!("SKIPPED factory status vs {peer:?}: {why}");
+            continue;
+        }
+        factory_case(peer, &config);
+    }
+}
+
+#[test]
+fn factory_socket_unusable() {
+    factory_matrix(&[
+        Peer::Refused,
+        Peer::Missing,
+        Peer::RegularFile,
+        Peer::PermissionDenied,
+        Peer::PermissionDeniedDir,
+    ]);
+}
+
+#[test]
+fn factory_server_never_answers() {
+    factory_matrix(&[Peer::Hang, Peer::NoAccept]);
+}
+
+#[test]
+fn factory_server_answers_garbage() {
+    factory_matrix(&[
+        Peer::Garbage,
+        Peer::EarlyClose,
+        Peer::CloseMidBody,
+        Peer::HugeBody,
+        Peer::HugeHeaders,
+    ]);
+}

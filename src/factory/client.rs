@@ -18,6 +18,19 @@ use crate::errors::os_text;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for one call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Replaces [`CALL_TIMEOUT`] (and caps [`CONNECT_TIMEOUT`]), in milliseconds: a monitoring
+/// script's `factory status` need not wait a minute for a wedged server (or a test).
+pub const TIMEOUT_ENV: &str = "KATA_FACTORY_TIMEOUT_MS";
+
+/// The call timeout: `KATA_FACTORY_TIMEOUT_MS` when set to a positive number, else 60 s.
+pub fn call_timeout() -> Duration {
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(CALL_TIMEOUT)
+}
 
 /// Why a call to the VM cache server failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +60,39 @@ impl ClientError {
             if source.kind() == io::ErrorKind::NotFound)
     }
 
-    fn from_status(path: &Path, st: tonic::Status) -> ClientError {
+    fn from_status(path: &Path, timeout: Duration, st: tonic::Status) -> ClientError {
         // A transport failure after connecting comes back as a status whose source is the
         // hyper or io error: report that one instead of tonic's summary.
         if let Some(e) = find_io_error(&st) {
             return ClientError::Transport {
                 path: path.to_path_buf(),
                 message: os_text(e),
+            };
+        }
+        // A status with a source was made here (a timeout, an HTTP/2 error), not sent by
+        // the server: say so and name the socket.
+        if std::error::Error::source(&st).is_some() {
+            let message = if st.code() == tonic::Code::Cancelled {
+                format!(
+                    "no answer within {} ms (is the VM cache server wedged? set {TIMEOUT_ENV} to wait longer)",
+                    timeout.as_millis()
+                )
+            } else {
+                let mut text = st.message().to_string();
+                let mut cur = std::error::Error::source(&st);
+                while let Some(c) = cur {
+                    let c_text = c.to_string();
+                    if !text.contains(&c_text) {
+                        text.push_str(": ");
+                        text.push_str(&c_text);
+                    }
+                    cur = c.source();
+                }
+                format!("{text} (is it a VM cache server socket?)")
+            };
+            return ClientError::Transport {
+                path: path.to_path_buf(),
+                message,
             };
         }
         ClientError::Status {
@@ -77,6 +116,7 @@ fn find_io_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a io:
 /// A connected client for the server at `path` (the socket's path on this machine).
 pub struct CacheClient {
     path: PathBuf,
+    timeout: Duration,
     inner: CacheServiceClient<Channel>,
 }
 
@@ -91,15 +131,21 @@ impl CacheClient {
     /// path as the host sees it, when a host root is in use).
     pub async fn connect_as(path: &Path, shown: &Path) -> Result<CacheClient, ClientError> {
         // The URI is a placeholder: the connector below ignores it and dials the socket.
+        let timeout = call_timeout();
         let endpoint = Endpoint::from_static("http://localhost")
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout);
         let sock = path.to_path_buf();
         let path = shown;
         let channel = endpoint
             .connect_with_connector(tower::service_fn(move |_| {
                 let sock = sock.clone();
-                async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(sock).await?)) }
+                async move {
+                    let stream = UnixStream::connect(&sock)
+                        .await
+                        .map_err(|e| crate::errors::explain_not_a_socket(&sock, e))?;
+                    Ok::<_, io::Error>(TokioIo::new(stream))
+                }
             }))
             .await
             .map_err(|e| match find_io_error(&e) {
@@ -114,6 +160,7 @@ impl CacheClient {
             })?;
         Ok(CacheClient {
             path: path.to_path_buf(),
+            timeout,
             inner: CacheServiceClient::new(channel),
         })
     }
@@ -123,7 +170,7 @@ impl CacheClient {
             .status(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
     }
 
     pub async fn config(&mut self) -> Result<crate::cache::GrpcVmConfig, ClientError> {
@@ -131,7 +178,7 @@ impl CacheClient {
             .config(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
     }
 
     pub async fn get_base_vm(&mut self) -> Result<crate::cache::GrpcVm, ClientError> {
@@ -139,7 +186,7 @@ impl CacheClient {
             .get_base_vm(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
     }
 
     pub async fn quit(&mut self) -> Result<(), ClientError> {
@@ -147,7 +194,7 @@ impl CacheClient {
             .quit(())
             .await
             .map(drop)
-            .map_err(|s| ClientError::from_status(&self.path, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
     }
 }
 
