@@ -222,9 +222,12 @@ fn read_request(stream: &mut UnixStream) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     // An HTTP head ends with an empty line; a hybrid-vsock `CONNECT <port>` is one line.
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n")
-        && !(buf.starts_with(b"CONNECT ") && buf.contains(&b'\n'))
-    {
+    loop {
+        let http_head = buf.windows(4).any(|w| w == b"\r\n\r\n");
+        let connect_line = buf.starts_with(b"CONNECT ") && buf.contains(&b'\n');
+        if http_head || connect_line {
+            break;
+        }
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
