@@ -729,3 +729,19 @@ proptest! {
         }
     }
 }
+
+/// Found by the `mount_info` fuzz target: in a member the shims ignore, a number beyond f64
+/// or invalid UTF-8 inside a string is accepted, as Go's decoder accepts it (it skips
+/// unknown members without converting them). Refusing would reject records that CSI
+/// drivers write and the Go shim reads.
+#[test]
+fn mount_info_ignored_members_are_skipped_like_go() {
+    let huge = br#"{"-":11277775e2222222222222222222222    } "#;
+    assert!(parse_mount_info(huge).is_ok());
+    let mut bad_utf8 = br#"{"x": {""#.to_vec();
+    bad_utf8.extend_from_slice(&[0xfe, 0xff, 0xff]);
+    bad_utf8.extend_from_slice(br#"": 2.02}, "device": "/dev/sdb"}"#);
+    assert_eq!(parse_mount_info(&bad_utf8).unwrap().device, "/dev/sdb");
+    // A known member still needs its type.
+    assert!(parse_mount_info(br#"{"device": 1e400}"#).is_err());
+}
