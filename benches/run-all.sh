@@ -129,7 +129,7 @@ if [ -z "$check_note" ]; then
 fi
 rss_add=$(KATA_HOST_ROOT="$SHIM_ROOT" peak_rss_kib "$KATA" direct-volume add --volume-path "$VOLUME" --mount-info "$MOUNT_INFO")
 rss_rm=$(KATA_HOST_ROOT="$SHIM_ROOT" peak_rss_kib "$KATA" direct-volume remove --volume-path "$VOLUME")
-row "direct-volume add + remove (floor: 2 runs)" hello_twice dv_cycle 3 "$((rss_add > rss_rm ? rss_add : rss_rm))"
+row "direct-volume add+remove (floor: 2 runs)" hello_twice dv_cycle 3 "$((rss_add > rss_rm ? rss_add : rss_rm))"
 row "metrics, 1 MiB body (stand-in shim)" hello metrics 3 \
     "$(KATA_HOST_ROOT="$SHIM_ROOT" peak_rss_kib "$KATA" metrics bench)"
 rss_hello=$(peak_rss_kib "$HELLO")
