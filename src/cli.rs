@@ -204,9 +204,10 @@ pub struct CheckArgs {
     pub extra: Vec<String>,
 }
 
-/// `KATA_CHECK_NO_NETWORK`: any non-empty value means yes.
+/// `KATA_CHECK_NO_NETWORK`: any non-empty value means yes, even `0` or `false` (spec §3.1:
+/// "If set to any value").
 fn non_empty_is_true(s: &str) -> Result<bool, String> {
-    Ok(!s.is_empty() && !matches!(s, "false" | "0"))
+    Ok(!s.is_empty())
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -259,11 +260,25 @@ pub struct MetricsArgs {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime factory command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct FactoryArgs {
     #[command(subcommand)]
-    pub command: Option<FactoryCommand>,
+    pub command: Option<FactorySub>,
+}
+
+/// A `factory` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum FactorySub {
+    #[command(flatten)]
+    Run(FactoryCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -282,11 +297,25 @@ pub enum FactoryCommand {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime direct-volume command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct DirectVolumeArgs {
     #[command(subcommand)]
-    pub command: Option<DirectVolumeCommand>,
+    pub command: Option<DirectVolumeSub>,
+}
+
+/// A `direct-volume` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum DirectVolumeSub {
+    #[command(flatten)]
+    Run(DirectVolumeCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -337,11 +366,25 @@ pub struct VolumeResizeArgs {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime iptables command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct IptablesArgs {
     #[command(subcommand)]
-    pub command: Option<IptablesCommand>,
+    pub command: Option<IptablesSub>,
+}
+
+/// A `iptables` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum IptablesSub {
+    #[command(flatten)]
+    Run(IptablesCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -707,7 +750,7 @@ mod tests {
     #[test]
     fn group_commands_and_leaf_flags_after_positionals() {
         let Some(Command::Iptables(IptablesArgs {
-            command: Some(IptablesCommand::Set(s)),
+            command: Some(IptablesSub::Run(IptablesCommand::Set(s))),
         })) = parse(&["iptables", "set", "rules.txt", "--sandbox-id", "X", "--v6"]).command
         else {
             panic!()
@@ -715,14 +758,14 @@ mod tests {
         assert_eq!((s.sandbox_id.as_deref(), s.v6), (Some("X"), true));
         assert_eq!(s.file, Some(PathBuf::from("rules.txt")));
         let Some(Command::Iptables(IptablesArgs {
-            command: Some(IptablesCommand::Get(g)),
+            command: Some(IptablesSub::Run(IptablesCommand::Get(g))),
         })) = parse(&["iptables", "get", "-sandbox-id", "-odd", "-v6=true"]).command
         else {
             panic!()
         };
         assert_eq!((g.sandbox_id.as_deref(), g.v6), (Some("-odd"), true));
         let Some(Command::DirectVolume(DirectVolumeArgs {
-            command: Some(DirectVolumeCommand::Add(a)),
+            command: Some(DirectVolumeSub::Run(DirectVolumeCommand::Add(a))),
         })) = parse(&[
             "direct-volume",
             "add",
@@ -737,7 +780,7 @@ mod tests {
         assert_eq!(a.volume_path.as_deref(), Some("/v"));
         assert_eq!(a.mount_info.as_deref(), Some("{\"device\":\"/d\"}"));
         let Some(Command::DirectVolume(DirectVolumeArgs {
-            command: Some(DirectVolumeCommand::Resize(r)),
+            command: Some(DirectVolumeSub::Run(DirectVolumeCommand::Resize(r))),
         })) = parse(&[
             "direct-volume",
             "resize",
