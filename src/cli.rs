@@ -186,7 +186,7 @@ pub struct CheckArgs {
     #[arg(long = "include-all-releases")]
     pub include_all_releases: bool,
     /// Do not run any checks using the network
-    #[arg(short = 'n', long = "no-network-checks", env = "KATA_CHECK_NO_NETWORK", value_parser = non_empty_is_true, num_args = 0, default_missing_value = "true")]
+    #[arg(short = 'n', long = "no-network-checks")]
     pub no_network_checks: bool,
     /// Only list newer available releases (non-root only)
     #[arg(long = "only-list-releases")]
@@ -204,10 +204,15 @@ pub struct CheckArgs {
     pub extra: Vec<String>,
 }
 
-/// `KATA_CHECK_NO_NETWORK`: any non-empty value means yes, even `0` or `false` (spec §3.1:
-/// "If set to any value").
-fn non_empty_is_true(s: &str) -> Result<bool, String> {
-    Ok(!s.is_empty())
+/// Environment variable that acts as `--no-network-checks`.
+pub const NO_NETWORK_ENV: &str = "KATA_CHECK_NO_NETWORK";
+
+impl CheckArgs {
+    /// `--no-network-checks`, or `KATA_CHECK_NO_NETWORK` set to any non-empty value, even `0`
+    /// or `false` (spec §3.1: "If set to any value").
+    pub fn no_network(&self) -> bool {
+        self.no_network_checks || std::env::var_os(NO_NETWORK_ENV).is_some_and(|v| !v.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
