@@ -57,9 +57,10 @@ where
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => {
+            // Usage errors exit 1, as the Go tool's (spec §1.9): scripts compare exit codes.
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 2,
+                _ => 1,
             };
             let _ = e.print();
             return code;
@@ -69,10 +70,10 @@ where
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return 2;
+            return 1;
         }
     };
-    match dispatch(cli) {
+    match dispatch(cli, &args) {
         Ok(()) => 0,
         Err(e) => report(&e),
     }
@@ -137,7 +138,37 @@ fn report(e: &anyhow::Error) -> i32 {
     1
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+/// The command and everything after it, as the Go tool logs them (`arguments`): the words
+/// after the global options.
+fn command_words(args: &[OsString]) -> String {
+    const VALUE_FLAGS: &[&str] = &[
+        "--config",
+        "--kata-config",
+        "--log",
+        "--log-format",
+        "--root",
+        "--rootless",
+    ];
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        let a = a.to_string_lossy();
+        if !a.starts_with('-') || a == "--" {
+            break;
+        }
+        i += if VALUE_FLAGS.contains(&a.as_ref()) {
+            2
+        } else {
+            1
+        };
+    }
+    args.iter()
+        .skip(i)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn dispatch(cli: Cli, args: &[OsString]) -> anyhow::Result<()> {
     let g = &cli.global;
     if g.version {
         return version::print(&mut std::io::stdout().lock());
@@ -153,10 +184,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     };
     // Help and version never need a configuration, a log file or anything else (fixes Q3).
-    match &cmd {
-        Command::Help { command: words } => return help(words),
-        Command::Version { .. } => return version::print(&mut std::io::stdout().lock()),
-        _ => {}
+    if let Some(words) = help_words(&cmd) {
+        return help(&words);
+    }
+    if let Command::Version { .. } = cmd {
+        return version::print(&mut std::io::stdout().lock());
     }
 
     let format = LogFormat::parse(&g.log_format).map_err(anyhow::Error::msg)?;
@@ -194,12 +226,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let ctx = Context::new(host, cli.global.clone(), log);
-    let positional = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect::<Vec<_>>()
-        .join(" ");
-    info!(ctx.log, ""; "version" => version::VERSION, "commit" => version::commit_or_unknown(), "arguments" => format!("\"{positional}\""));
+    info!(ctx.log, ""; "version" => version::VERSION, "commit" => version::commit_or_unknown(), "arguments" => format!("\"{}\"", command_words(args)));
     let result = commands::run(&ctx, cmd);
     if let Err(e) = &result
         && e.downcast_ref::<Exit>().is_none()
@@ -224,8 +251,37 @@ fn command_name(cmd: &Command) -> &'static str {
     }
 }
 
+/// The command path whose help a help form asks for: `help [CMD [SUB]]`, a group named
+/// without a sub-command, or `GROUP help|h [SUB]`. `None` for everything else.
+pub fn help_words(cmd: &Command) -> Option<Vec<String>> {
+    use crate::cli::{
+        DirectVolumeArgs, DirectVolumeSub, FactoryArgs, FactorySub, IptablesArgs, IptablesSub,
+    };
+    let group = |name: &str, rest: Option<&Vec<String>>| {
+        let mut v = vec![name.to_string()];
+        v.extend(rest.into_iter().flatten().cloned());
+        Some(v)
+    };
+    match cmd {
+        Command::Help { command } => Some(command.clone()),
+        Command::Factory(FactoryArgs { command: None }) => group("factory", None),
+        Command::Factory(FactoryArgs {
+            command: Some(FactorySub::Help { command }),
+        }) => group("factory", Some(command)),
+        Command::DirectVolume(DirectVolumeArgs { command: None }) => group("direct-volume", None),
+        Command::DirectVolume(DirectVolumeArgs {
+            command: Some(DirectVolumeSub::Help { command }),
+        }) => group("direct-volume", Some(command)),
+        Command::Iptables(IptablesArgs { command: None }) => group("iptables", None),
+        Command::Iptables(IptablesArgs {
+            command: Some(IptablesSub::Help { command }),
+        }) => group("iptables", Some(command)),
+        _ => None,
+    }
+}
+
 /// `help [CMD [SUB]]`: the help of that command, with no configuration needed.
-fn help(words: &[String]) -> anyhow::Result<()> {
+pub fn help(words: &[String]) -> anyhow::Result<()> {
     let mut cmd = command();
     if words.is_empty() {
         cmd.print_help()?;

@@ -186,7 +186,7 @@ pub struct CheckArgs {
     #[arg(long = "include-all-releases")]
     pub include_all_releases: bool,
     /// Do not run any checks using the network
-    #[arg(short = 'n', long = "no-network-checks", env = "KATA_CHECK_NO_NETWORK", value_parser = non_empty_is_true, num_args = 0, default_missing_value = "true")]
+    #[arg(short = 'n', long = "no-network-checks")]
     pub no_network_checks: bool,
     /// Only list newer available releases (non-root only)
     #[arg(long = "only-list-releases")]
@@ -204,9 +204,15 @@ pub struct CheckArgs {
     pub extra: Vec<String>,
 }
 
-/// `KATA_CHECK_NO_NETWORK`: any non-empty value means yes.
-fn non_empty_is_true(s: &str) -> Result<bool, String> {
-    Ok(!s.is_empty() && !matches!(s, "false" | "0"))
+/// Environment variable that acts as `--no-network-checks`.
+pub const NO_NETWORK_ENV: &str = "KATA_CHECK_NO_NETWORK";
+
+impl CheckArgs {
+    /// `--no-network-checks`, or `KATA_CHECK_NO_NETWORK` set to any non-empty value, even `0`
+    /// or `false` (spec §3.1: "If set to any value").
+    pub fn no_network(&self) -> bool {
+        self.no_network_checks || std::env::var_os(NO_NETWORK_ENV).is_some_and(|v| !v.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -259,11 +265,25 @@ pub struct MetricsArgs {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime factory command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct FactoryArgs {
     #[command(subcommand)]
-    pub command: Option<FactoryCommand>,
+    pub command: Option<FactorySub>,
+}
+
+/// A `factory` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum FactorySub {
+    #[command(flatten)]
+    Run(FactoryCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -282,11 +302,25 @@ pub enum FactoryCommand {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime direct-volume command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct DirectVolumeArgs {
     #[command(subcommand)]
-    pub command: Option<DirectVolumeCommand>,
+    pub command: Option<DirectVolumeSub>,
+}
+
+/// A `direct-volume` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum DirectVolumeSub {
+    #[command(flatten)]
+    Run(DirectVolumeCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -337,11 +371,25 @@ pub struct VolumeResizeArgs {
 #[derive(Debug, Args)]
 #[command(
     override_usage = "kata-runtime iptables command [command options] [arguments...]",
-    subcommand_value_name = "command"
+    subcommand_value_name = "command",
+    disable_help_subcommand = true
 )]
 pub struct IptablesArgs {
     #[command(subcommand)]
-    pub command: Option<IptablesCommand>,
+    pub command: Option<IptablesSub>,
+}
+
+/// A `iptables` sub-command, or the group's own `help`/`h` (spec §1.5).
+#[derive(Debug, Clone, Subcommand)]
+pub enum IptablesSub {
+    #[command(flatten)]
+    Run(IptablesCommand),
+    /// Shows a list of commands or help for one command
+    #[command(visible_alias = "h")]
+    Help {
+        /// the sub-command to show help for
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -707,7 +755,7 @@ mod tests {
     #[test]
     fn group_commands_and_leaf_flags_after_positionals() {
         let Some(Command::Iptables(IptablesArgs {
-            command: Some(IptablesCommand::Set(s)),
+            command: Some(IptablesSub::Run(IptablesCommand::Set(s))),
         })) = parse(&["iptables", "set", "rules.txt", "--sandbox-id", "X", "--v6"]).command
         else {
             panic!()
@@ -715,14 +763,14 @@ mod tests {
         assert_eq!((s.sandbox_id.as_deref(), s.v6), (Some("X"), true));
         assert_eq!(s.file, Some(PathBuf::from("rules.txt")));
         let Some(Command::Iptables(IptablesArgs {
-            command: Some(IptablesCommand::Get(g)),
+            command: Some(IptablesSub::Run(IptablesCommand::Get(g))),
         })) = parse(&["iptables", "get", "-sandbox-id", "-odd", "-v6=true"]).command
         else {
             panic!()
         };
         assert_eq!((g.sandbox_id.as_deref(), g.v6), (Some("-odd"), true));
         let Some(Command::DirectVolume(DirectVolumeArgs {
-            command: Some(DirectVolumeCommand::Add(a)),
+            command: Some(DirectVolumeSub::Run(DirectVolumeCommand::Add(a))),
         })) = parse(&[
             "direct-volume",
             "add",
@@ -737,7 +785,7 @@ mod tests {
         assert_eq!(a.volume_path.as_deref(), Some("/v"));
         assert_eq!(a.mount_info.as_deref(), Some("{\"device\":\"/d\"}"));
         let Some(Command::DirectVolume(DirectVolumeArgs {
-            command: Some(DirectVolumeCommand::Resize(r)),
+            command: Some(DirectVolumeSub::Run(DirectVolumeCommand::Resize(r))),
         })) = parse(&[
             "direct-volume",
             "resize",

@@ -95,12 +95,55 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-struct Collect(BTreeMap<String, String>);
+/// A record's fields with their types kept, so JSON logs show numbers and booleans as
+/// logrus does (`"pid":1234`), not as strings.
+pub type Fields = BTreeMap<String, serde_json::Value>;
+
+struct Collect(Fields);
+
+impl Collect {
+    fn put(&mut self, key: slog::Key, v: impl Into<serde_json::Value>) -> slog::Result {
+        self.0.insert(key.to_string(), v.into());
+        Ok(())
+    }
+}
 
 impl slog::Serializer for Collect {
     fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
-        self.0.insert(key.to_string(), val.to_string());
-        Ok(())
+        self.put(key, val.to_string())
+    }
+    fn emit_bool(&mut self, key: slog::Key, val: bool) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_u8(&mut self, key: slog::Key, val: u8) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_u16(&mut self, key: slog::Key, val: u16) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_u32(&mut self, key: slog::Key, val: u32) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_u64(&mut self, key: slog::Key, val: u64) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_usize(&mut self, key: slog::Key, val: usize) -> slog::Result {
+        self.put(key, val as u64)
+    }
+    fn emit_i8(&mut self, key: slog::Key, val: i8) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_i16(&mut self, key: slog::Key, val: i16) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_i32(&mut self, key: slog::Key, val: i32) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_i64(&mut self, key: slog::Key, val: i64) -> slog::Result {
+        self.put(key, val)
+    }
+    fn emit_isize(&mut self, key: slog::Key, val: isize) -> slog::Result {
+        self.put(key, val as i64)
     }
 }
 
@@ -150,30 +193,36 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
-pub fn text_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, String>) -> String {
+pub fn text_line(time: &str, level: Level, msg: &str, fields: &Fields) -> String {
     let mut line = format!("time=\"{time}\" level={}", level_name(level));
     if !msg.is_empty() {
         let _ = write!(line, " msg={}", quote(msg));
     }
     for (k, v) in fields {
-        if needs_quoting(v) {
-            let _ = write!(line, " {k}={}", quote(v));
-        } else {
-            let _ = write!(line, " {k}={v}");
+        match v {
+            serde_json::Value::String(v) if needs_quoting(v) => {
+                let _ = write!(line, " {k}={}", quote(v));
+            }
+            serde_json::Value::String(v) => {
+                let _ = write!(line, " {k}={v}");
+            }
+            other => {
+                let _ = write!(line, " {k}={other}");
+            }
         }
     }
     line.push('\n');
     line
 }
 
-pub fn json_line(time: &str, level: Level, msg: &str, fields: &BTreeMap<String, String>) -> String {
-    let mut map: BTreeMap<&str, &str> = fields
+pub fn json_line(time: &str, level: Level, msg: &str, fields: &Fields) -> String {
+    let mut map: BTreeMap<&str, serde_json::Value> = fields
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    map.insert("level", level_name(level));
-    map.insert("msg", msg);
-    map.insert("time", time);
+    map.insert("level", level_name(level).into());
+    map.insert("msg", msg.into());
+    map.insert("time", time.into());
     let mut line = serde_json::to_string(&map).unwrap_or_default();
     line.push('\n');
     line
@@ -248,25 +297,25 @@ mod tests {
 
     #[test]
     fn text_layout_sorts_fields_and_quotes_when_needed() {
-        let mut f = BTreeMap::new();
-        f.insert("name".to_string(), "vmx".to_string());
-        f.insert(
-            "description".to_string(),
-            "Virtualization support".to_string(),
-        );
+        let mut f = Fields::new();
+        f.insert("name".to_string(), "vmx".into());
+        f.insert("description".to_string(), "Virtualization support".into());
+        f.insert("pid".to_string(), 42u32.into());
         let line = text_line("T", Level::Error, "CPU property not found", &f);
         assert_eq!(
             line,
-            "time=\"T\" level=error msg=\"CPU property not found\" description=\"Virtualization support\" name=vmx\n"
+            "time=\"T\" level=error msg=\"CPU property not found\" description=\"Virtualization support\" name=vmx pid=42\n"
         );
     }
 
     #[test]
     fn json_layout_has_level_msg_time() {
-        let mut f = BTreeMap::new();
-        f.insert("arch".to_string(), "amd64".to_string());
+        let mut f = Fields::new();
+        f.insert("arch".to_string(), "amd64".into());
+        f.insert("pid".to_string(), 42u32.into());
         let v: serde_json::Value =
             serde_json::from_str(&json_line("T", Level::Info, "m", &f)).unwrap();
+        assert_eq!(v["pid"], 42, "numbers stay numbers, as logrus writes them");
         assert_eq!(v["level"], "info");
         assert_eq!(v["msg"], "m");
         assert_eq!(v["arch"], "amd64");

@@ -502,18 +502,24 @@ fn no_network_env_var_skips_the_release_check() {
         l.local_addr().unwrap().port()
     };
     let h = Host::new("intel-vmx");
-    let out = h
-        .cmd()
-        .env("KATA_CHECK_NO_NETWORK", "yes")
-        .env(
-            "KATA_RELEASE_URL",
-            format!("http://127.0.0.1:{port}/releases"),
-        )
-        .args(["check"])
-        .output()
-        .unwrap();
-    assert_capable(&out);
-    assert!(!text(&out.stderr).contains("Looking for releases"));
+    // "If set to any value": `0` and `false` count too (spec §3.1).
+    for value in ["yes", "0", "false"] {
+        let out = h
+            .cmd()
+            .env("KATA_CHECK_NO_NETWORK", value)
+            .env(
+                "KATA_RELEASE_URL",
+                format!("http://127.0.0.1:{port}/releases"),
+            )
+            .args(["check"])
+            .output()
+            .unwrap();
+        assert_capable(&out);
+        assert!(
+            !text(&out.stderr).contains("Looking for releases"),
+            "{value}"
+        );
+    }
 }
 
 #[test]

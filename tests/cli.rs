@@ -81,6 +81,18 @@ fn every_help_form_works_without_a_configuration() {
             "indicate we're requesting ipv6 iptables",
         ),
         (&["version", "--help"], "display version details"),
+        (&["factory", "help"], "query the status of VM factory"),
+        (&["factory", "h"], "destroy the VM factory"),
+        (
+            &["factory", "help", "init"],
+            "initialize a VM factory based on kata-runtime configuration",
+        ),
+        (&["iptables", "help", "get"], "--sandbox-id"),
+        (
+            &["direct-volume", "h"],
+            "get the filesystem stat of a direct assigned volume",
+        ),
+        (&["direct-volume", "help", "resize"], "--size"),
     ];
     for (args, needle) in cases {
         let out = stdout_of(root.path(), args);
@@ -131,9 +143,21 @@ fn unknown_commands_fail_with_a_clear_error() {
         );
         assert!(out.stdout.is_empty());
     }
-    let out = kata(root.path()).args(["help", "nosuch"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid command \"nosuch\""));
+    for args in [&["help", "nosuch"][..], &["factory", "help", "nosuch"]] {
+        let out = kata(root.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid command \"nosuch\""));
+    }
+    // Usage errors exit 1, as the Go tool's (spec §1.9).
+    for args in [
+        &["nosuch"][..],
+        &["check", "--bogus"],
+        &["--bogus", "env"],
+        &["env", "--json=yes"],
+    ] {
+        let out = kata(root.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
 }
 
 #[test]
@@ -208,6 +232,11 @@ fn log_file_receives_json_records_with_the_go_fields() {
     assert_eq!(first["source"], "runtime");
     assert_eq!(first["command"], "metrics");
     assert_eq!(first["level"], "info");
+    assert!(
+        first["pid"].is_u64(),
+        "pid is a number, as logrus writes it: {first}"
+    );
+    assert_eq!(first["arguments"], "\"metrics no-such-sandbox\"");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
@@ -267,4 +296,28 @@ fn bash_completion_lists_commands_subcommands_and_flags() {
         stdout_of(root.path(), &["env", "--generate-bash-completion"]),
         ""
     );
+}
+
+#[test]
+fn non_utf8_arguments_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = tempfile::tempdir().unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+    let out = kata(root.path())
+        .arg("--config")
+        .arg(bad)
+        .arg("env")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    let out = kata(root.path())
+        .args(["iptables", "set"])
+        .arg(bad)
+        .args(["--sandbox-id", "ab"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }

@@ -500,7 +500,9 @@ fn binary_reports_broken_configurations() {
 #[test]
 fn binary_applies_a_dropin_override() {
     let dir = tempfile::tempdir().unwrap();
-    let text = with_stand_ins(dir.path(), &shipped("configuration-qemu.toml"));
+    // A fake host root holding the assets at their shipped paths: nothing of the real host is read.
+    fake_host_with_qemu_assets(dir.path());
+    let text = shipped("configuration-qemu.toml");
     fs::create_dir_all(dir.path().join("config.d")).unwrap();
     fs::write(
         dir.path().join("config.d/50-debug.toml"),
@@ -510,6 +512,7 @@ fn binary_applies_a_dropin_override() {
     let path = dir.path().join("configuration.toml");
     fs::write(&path, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kata-runtime"))
+        .env("KATA_HOST_ROOT", dir.path())
         .args(["--config", path.to_str().unwrap(), "env", "--json"])
         .output()
         .unwrap();

@@ -323,7 +323,7 @@ fn network_part(
     args: &CheckArgs,
     euid: u32,
 ) -> anyhow::Result<Option<ReleaseResult>> {
-    if args.no_network_checks {
+    if args.no_network() {
         return Ok(None);
     }
     let mut res = ReleaseResult {

@@ -8,9 +8,9 @@ pub mod factory;
 pub mod iptables;
 pub mod metrics;
 
-use clap::CommandFactory as _;
-
-use crate::cli::{Command, DirectVolumeArgs, FactoryArgs, IptablesArgs};
+use crate::cli::{
+    Command, DirectVolumeArgs, DirectVolumeSub, FactoryArgs, FactorySub, IptablesArgs, IptablesSub,
+};
 use crate::context::Context;
 
 pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
@@ -19,24 +19,20 @@ pub fn run(ctx: &Context, cmd: Command) -> anyhow::Result<()> {
         Command::Env(a) => env::run(ctx, &a),
         Command::Exec(a) => exec::run(ctx, &a),
         Command::Metrics(a) => metrics::run(ctx, &a),
-        Command::Factory(FactoryArgs { command: Some(c) }) => factory::run(ctx, &c),
-        Command::DirectVolume(DirectVolumeArgs { command: Some(c) }) => direct_volume::run(ctx, &c),
-        Command::Iptables(IptablesArgs { command: Some(c) }) => iptables::run(ctx, &c),
-        // A group without a sub-command shows the group's help (exit 0, as the Go tool).
-        Command::Factory(_) => group_help("factory"),
-        Command::DirectVolume(_) => group_help("direct-volume"),
-        Command::Iptables(_) => group_help("iptables"),
-        Command::Help { .. } | Command::Version { .. } => {
-            unreachable!("handled before the context is built")
-        }
+        Command::Factory(FactoryArgs {
+            command: Some(FactorySub::Run(c)),
+        }) => factory::run(ctx, &c),
+        Command::DirectVolume(DirectVolumeArgs {
+            command: Some(DirectVolumeSub::Run(c)),
+        }) => direct_volume::run(ctx, &c),
+        Command::Iptables(IptablesArgs {
+            command: Some(IptablesSub::Run(c)),
+        }) => iptables::run(ctx, &c),
+        // Help forms are answered before the context is built (app::help_words); these arms
+        // only serve callers of this function that skip that step.
+        other => match crate::app::help_words(&other) {
+            Some(words) => crate::app::help(&words),
+            None => Ok(()),
+        },
     }
-}
-
-fn group_help(name: &str) -> anyhow::Result<()> {
-    let mut cmd = crate::cli::Cli::command();
-    if let Some(sub) = cmd.find_subcommand_mut(name) {
-        let mut sub = sub.clone().bin_name(format!("kata-runtime {name}"));
-        sub.print_help()?;
-    }
-    Ok(())
 }

@@ -274,16 +274,18 @@ pub fn is_rate_limited(status: u16, body: &str) -> bool {
 /// The timeout from `KATA_RELEASE_TIMEOUT` (seconds) or the default.
 pub fn timeout_from_env() -> Result<Duration, String> {
     match std::env::var(RELEASE_TIMEOUT_ENV) {
-        Ok(v) if !v.is_empty() => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| {
-                format!("{RELEASE_TIMEOUT_ENV}=\"{v}\" is not a positive number of seconds")
-            }),
+        Ok(v) if !v.is_empty() => parse_timeout(&v),
         _ => Ok(DEFAULT_TIMEOUT),
     }
+}
+
+/// A positive number of seconds that fits a [`Duration`].
+pub fn parse_timeout(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("{RELEASE_TIMEOUT_ENV}=\"{v}\" is not a positive number of seconds"))
 }
 
 /// What the network part found.
@@ -386,6 +388,28 @@ fn describe(url: &str, timeout: Duration, e: &reqwest::Error) -> String {
             "cannot get the release list from {url}: {} ({hint})",
             error_chain(e)
         )
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_or_are_refused_without_panicking() {
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in [
+            "0",
+            "-1",
+            "NaN",
+            "inf",
+            "1e300",
+            "99999999999999999999",
+            "x",
+            "",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -18,6 +18,9 @@ use super::{Sandbox, ShimError, Step};
 
 /// The longest path a `sockaddr_un` holds (108 bytes including the terminating NUL).
 const SUN_PATH_MAX: usize = 107;
+
+/// The `User-Agent` Go's HTTP client sends; shims see exactly the Go tool's request bytes.
+const GO_USER_AGENT: &str = "Go-http-client/1.1";
 
 /// How much of an error body we keep for the message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -185,7 +188,10 @@ impl<'a> Exchange<'a> {
         let (mut sender, conn) = self
             .step(
                 Step::Handshake,
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)),
+                // Title-case header names, as Go's client writes them (spec §6.1).
+                hyper::client::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .handshake::<_, Full<Bytes>>(TokioIo::new(stream)),
             )
             .await?;
         // The connection is driven by its own task; its errors also surface through
@@ -194,25 +200,27 @@ impl<'a> Exchange<'a> {
             let _ = conn.await;
         }));
 
+        // The header lines and their order are the Go client's, byte for byte (spec §6.1):
+        // Host, User-Agent, [Content-Length, Content-Type,] Accept-Encoding, Connection.
+        // Go's HTTP server rejects requests without a Host header (real-peers §1.2).
         let mut req = Request::builder()
             .method(self.method)
             .uri(self.path)
-            // Go's HTTP server rejects requests without a Host header (real-peers §1.2).
             .header(HOST, "shim")
-            .header(
-                USER_AGENT,
-                concat!("kata-runtime/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(CONNECTION, "close");
+            .header(USER_AGENT, GO_USER_AGENT);
         let body = match body {
             Some((content_type, bytes)) => {
                 req = req
-                    .header(CONTENT_TYPE, content_type)
-                    .header(CONTENT_LENGTH, bytes.len());
+                    .header(CONTENT_LENGTH, bytes.len())
+                    .header(CONTENT_TYPE, content_type);
                 bytes
             }
             None => Bytes::new(),
         };
+        // Shims never compress their answers; the header is sent only to match Go's bytes.
+        let req = req
+            .header(ACCEPT_ENCODING, "gzip")
+            .header(CONNECTION, "close");
         let req = req
             .body(Full::new(body))
             .map_err(|cause| ShimError::Request {
@@ -332,10 +340,10 @@ mod tests {
             .unwrap();
         assert_eq!(&body[..], b"hello");
         let head = server.await.unwrap();
-        assert!(head.starts_with("GET /agent-url HTTP/1.1\r\n"), "{head}");
-        assert!(
-            head.to_ascii_lowercase().contains("\r\nhost: shim\r\n"),
-            "{head}"
+        assert_eq!(
+            head,
+            "GET /agent-url HTTP/1.1\r\nHost: shim\r\nUser-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+            "the request bytes are the Go client's (spec §6.1)"
         );
 
         std::fs::remove_file(&sock).unwrap();
@@ -351,6 +359,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the shim of sandbox sb1 (/run/vc/sbs/sb1/shim-monitor.sock) answered GET /agent-url with HTTP 500: boom"
+        );
+    }
+
+    #[tokio::test]
+    async fn put_sends_the_go_clients_header_lines_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let host = HostRoot::new(t.path());
+        let dir = t.path().join("run/vc/sbs/sb1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = tokio::net::UnixListener::bind(dir.join("shim-monitor.sock")).unwrap();
+        let sb = resolve_sandbox(&host, "sb1").unwrap();
+        let server = tokio::spawn(serve_once(
+            listener,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ));
+        put(
+            &sb,
+            "/iptables",
+            "application/octet-stream",
+            Bytes::from_static(b"rules"),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+        let head = server.await.unwrap();
+        assert!(
+            head.starts_with(
+                "PUT /iptables HTTP/1.1\r\nHost: shim\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: 5\r\nContent-Type: application/octet-stream\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+            ),
+            "{head}"
         );
     }
 }
