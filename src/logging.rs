@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use slog::{Drain, KV, Level, Logger, OwnedKVList, Record, o};
 
@@ -64,7 +64,14 @@ pub struct LogrusDrain {
     dest: Mutex<Destination>,
     format: LogFormat,
     level: Level,
-    syslog: Option<PathBuf>,
+    syslog: Option<Syslog>,
+}
+
+/// The syslog destination and the one datagram socket used for every record, created on the
+/// first record (no record, no socket).
+struct Syslog {
+    path: PathBuf,
+    socket: OnceLock<Option<UnixDatagram>>,
 }
 
 impl LogrusDrain {
@@ -78,7 +85,10 @@ impl LogrusDrain {
             dest: Mutex::new(dest),
             format,
             level,
-            syslog,
+            syslog: syslog.map(|path| Syslog {
+                path,
+                socket: OnceLock::new(),
+            }),
         }
     }
 }
@@ -172,9 +182,12 @@ impl Drain for LogrusDrain {
                 Destination::Sink => Ok(()),
             };
         }
-        if let Some(sock) = &self.syslog {
+        if let Some(syslog) = &self.syslog
+            && let Some(socket) = syslog.socket.get_or_init(|| UnixDatagram::unbound().ok())
+        {
             send_syslog(
-                sock,
+                socket,
+                &syslog.path,
                 record.level(),
                 &text_line(&time, record.level(), &msg, &fields.0),
             );
@@ -229,7 +242,7 @@ pub fn json_line(time: &str, level: Level, msg: &str, fields: &Fields) -> String
 }
 
 /// Syslog severity per level, facility user (spec Q52: the Go tool used kern by mistake).
-fn send_syslog(sock: &Path, level: Level, text: &str) {
+fn send_syslog(socket: &UnixDatagram, path: &Path, level: Level, text: &str) {
     let severity = match level {
         Level::Critical | Level::Error => 3,
         Level::Warning => 4,
@@ -238,9 +251,7 @@ fn send_syslog(sock: &Path, level: Level, text: &str) {
     };
     let pri = 8 + severity; // LOG_USER
     let msg = format!("<{pri}>kata[{}]: {}", std::process::id(), text.trim_end());
-    if let Ok(s) = UnixDatagram::unbound() {
-        let _ = s.send_to(msg.as_bytes(), sock);
-    }
+    let _ = socket.send_to(msg.as_bytes(), path);
 }
 
 /// Local time as RFC 3339 with seconds and the zone offset, like logrus.

@@ -321,3 +321,39 @@ fn non_utf8_arguments_do_not_panic() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn syslog_gets_a_copy_when_dev_log_listens_and_nothing_fails_without_it() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("dev")).unwrap();
+    let listener = std::os::unix::net::UnixDatagram::bind(root.path().join("dev/log")).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let out = kata(root.path())
+        .args(["metrics", "no-such-sandbox"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let mut buf = [0u8; 4096];
+    let n = listener.recv(&mut buf).unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    // Facility user (Q52), severity info; the logrus text record follows.
+    assert!(msg.starts_with("<14>kata["), "{msg}");
+    assert!(
+        msg.contains("level=info") && msg.contains("name=kata-runtime"),
+        "{msg}"
+    );
+    // The error record arrives on the same socket.
+    let n = listener.recv(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("<11>kata["));
+
+    // No /dev/log at all: the same command fails only for its own reason (Q2).
+    let empty = tempfile::tempdir().unwrap();
+    let out = kata(empty.path())
+        .args(["metrics", "no-such-sandbox"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no running sandbox"));
+}

@@ -393,6 +393,14 @@ fn vmm_case(peer: Peer) {
         "{what}: stderr does not name the VMM socket {VMM_SOCKET}: {}",
         run.stderr
     );
+    if peer == Peer::PermissionDenied {
+        // Asking again cannot help: one attempt, not 3 s of retries.
+        assert!(
+            stderr.contains("(1 attempt in"),
+            "{what}: permission denied was retried: {}",
+            run.stderr
+        );
+    }
     let words = vmm_words(peer);
     assert!(
         words.iter().any(|w| stderr.contains(w)),

@@ -65,6 +65,9 @@ impl Default for DialOptions {
 pub enum AttemptError {
     #[error("{0}")]
     Connect(String),
+    /// Permission denied on the socket: asking again will not help.
+    #[error("{0}")]
+    Denied(String),
     #[error("timed out after {} waiting for the connection to be accepted", short(*.0))]
     ConnectTimeout(Duration),
     #[error(
@@ -91,7 +94,10 @@ impl AttemptError {
     fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Refused { .. } | Self::ReplyTooLong | Self::HandshakeTimeout { .. }
+            Self::Refused { .. }
+                | Self::ReplyTooLong
+                | Self::HandshakeTimeout { .. }
+                | Self::Denied(_)
         )
     }
 }
@@ -197,11 +203,19 @@ async fn connect_unix(
     match tokio::time::timeout(budget, UnixStream::connect(socket)).await {
         Ok(Ok(s)) => Ok(s),
         // Go's wording, with the host path as the user knows it.
-        Ok(Err(e)) => Err(AttemptError::Connect(format!(
-            "dial unix {}: connect: {}",
-            host_path.display(),
-            os_text(&crate::errors::explain_not_a_socket(socket, e))
-        ))),
+        Ok(Err(e)) => {
+            let denied = e.kind() == std::io::ErrorKind::PermissionDenied;
+            let text = format!(
+                "dial unix {}: connect: {}",
+                host_path.display(),
+                os_text(&crate::errors::explain_not_a_socket(socket, e))
+            );
+            Err(if denied {
+                AttemptError::Denied(text)
+            } else {
+                AttemptError::Connect(text)
+            })
+        }
         Err(_) => Err(AttemptError::ConnectTimeout(budget)),
     }
 }
