@@ -254,7 +254,7 @@ pub fn qemu_args(spec: &VmSpec, launch: &Launch, paths: &VmPaths) -> Vec<OsStrin
 }
 
 /// A UUID-shaped rendering of a 32-hex-digit VM id.
-fn uuid_from_id(id: &str) -> String {
+pub(crate) fn uuid_from_id(id: &str) -> String {
     if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         format!(
             "{}-{}-{}-{}-{}",

@@ -426,21 +426,7 @@ async fn refill_loop(shared: Arc<Shared>) {
 /// (`ID`, `QmpChannelpath`, `State`, `NvdimmCount`, `QemuSMP`), plus the QEMU `Pid`. Paths
 /// are host paths, as everything this tool shows.
 fn hypervisor_json(h: &Held, spec: &VmSpec) -> Vec<u8> {
-    let uuid = {
-        let id = &h.id;
-        if id.len() == 32 {
-            format!(
-                "{}-{}-{}-{}-{}",
-                &id[..8],
-                &id[8..12],
-                &id[12..16],
-                &id[16..20],
-                &id[20..]
-            )
-        } else {
-            id.clone()
-        }
-    };
+    let uuid = super::qemu::uuid_from_id(&h.id);
     json!({
         "ID": h.id,
         "QmpChannelpath": h.qmp_shown,
