@@ -528,7 +528,7 @@ fn factory_host(root: &Path, config: &str) {
     }
 }
 
-fn factory_case(peer: Peer, config: &str) {
+fn factory_case(peer: Peer, config: &str, sub: &str) {
     let t = host();
     let root = t.path();
     factory_host(root, config);
@@ -537,7 +537,7 @@ fn factory_case(peer: Peer, config: &str) {
     }
     let _peer = FaultPeer::install(&root.join(CACHE_SOCKET.trim_start_matches('/')), peer);
     let before = faults::snapshot(root);
-    let args = vec!["factory".to_string(), "status".to_string()];
+    let args = vec!["factory".to_string(), sub.to_string()];
     let envs = [
         ("KATA_HOST_ROOT", root.display().to_string()),
         ("KATA_FACTORY_TIMEOUT_MS", TIMEOUT_MS.to_string()),
@@ -553,9 +553,9 @@ fn factory_case(peer: Peer, config: &str) {
     assert_eq!(
         before,
         faults::snapshot(root),
-        "factory status vs {peer:?} changed the host root"
+        "factory {sub} vs {peer:?} changed the host root"
     );
-    let what = format!("factory status vs {peer:?}");
+    let what = format!("factory {sub} vs {peer:?}");
     let stderr = run.stderr.to_lowercase();
     eprintln!(
         "{what}: exit {:?} in {:?}, rss {:?} KiB, stdout {} bytes: {}",
@@ -617,17 +617,24 @@ fn factory_words(peer: Peer) -> &'static [&'static str] {
 
 fn factory_matrix(peers: &[Peer]) {
     let Some(config) = shipped_qemu_config() else {
-        eprintln!("SKIPPED factory status: ../shared/configs not found beside the checkout");
+        eprintln!(
+            "SKIPPED factory status|destroy: ../shared/configs not found beside the checkout"
+        );
         return;
     };
     for &peer in peers {
         if peer.needs_nobody()
             && let Err(why) = faults::nobody_can_run(Path::new(BIN))
         {
-            eprintln!("SKIPPED factory status vs {peer:?}: {why}");
+            eprintln!("SKIPPED factory status|destroy vs {peer:?}: {why}");
             continue;
         }
-        factory_case(peer, &config);
+        factory_case(peer, &config, "status");
+        // `destroy` cleans up after a dead server (a refused socket) and has nothing to
+        // stop when there is no socket; against every other peer it must fail like status.
+        if !matches!(peer, Peer::Refused | Peer::Missing) {
+            factory_case(peer, &config, "destroy");
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -60,7 +60,12 @@ impl ClientError {
             if source.kind() == io::ErrorKind::NotFound)
     }
 
-    fn from_status(path: &Path, timeout: Duration, st: tonic::Status) -> ClientError {
+    fn from_status(
+        path: &Path,
+        timeout: Duration,
+        started: Instant,
+        st: tonic::Status,
+    ) -> ClientError {
         // A transport failure after connecting comes back as a status whose source is the
         // hyper or io error: report that one instead of tonic's summary.
         if let Some(e) = find_io_error(&st) {
@@ -72,7 +77,10 @@ impl ClientError {
         // A status with a source was made here (a timeout, an HTTP/2 error), not sent by
         // the server: say so and name the socket.
         if std::error::Error::source(&st).is_some() {
-            let message = if st.code() == tonic::Code::Cancelled {
+            // Only a call that really used up its time is a timeout; a peer that closes or
+            // answers garbage fails fast with a Cancelled status too.
+            let timed_out = started.elapsed() + Duration::from_millis(50) >= timeout;
+            let message = if st.code() == tonic::Code::Cancelled && timed_out {
                 format!(
                     "no answer within {} ms (is the VM cache server wedged? set {TIMEOUT_ENV} to wait longer)",
                     timeout.as_millis()
@@ -166,35 +174,39 @@ impl CacheClient {
     }
 
     pub async fn status(&mut self) -> Result<crate::cache::GrpcStatus, ClientError> {
+        let started = Instant::now();
         self.inner
             .status(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, started, s))
     }
 
     pub async fn config(&mut self) -> Result<crate::cache::GrpcVmConfig, ClientError> {
+        let started = Instant::now();
         self.inner
             .config(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, started, s))
     }
 
     pub async fn get_base_vm(&mut self) -> Result<crate::cache::GrpcVm, ClientError> {
+        let started = Instant::now();
         self.inner
             .get_base_vm(())
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, started, s))
     }
 
     pub async fn quit(&mut self) -> Result<(), ClientError> {
+        let started = Instant::now();
         self.inner
             .quit(())
             .await
             .map(drop)
-            .map_err(|s| ClientError::from_status(&self.path, self.timeout, s))
+            .map_err(|s| ClientError::from_status(&self.path, self.timeout, started, s))
     }
 }
 
