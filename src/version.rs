@@ -35,6 +35,13 @@ pub fn print(out: &mut dyn Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn empty_values_show_one_placeholder() {
+        // spec Q30: `version` and `env` show the same placeholder for an unknown commit.
+        assert_eq!(super::or_unknown(""), "<<unknown>>");
+        assert_eq!(super::or_unknown("abc"), "abc");
+    }
+
+    #[test]
     fn three_lines() {
         let t = super::text();
         let lines: Vec<&str> = t.lines().collect();

@@ -525,3 +525,99 @@ fn binary_applies_a_dropin_override() {
     assert_eq!(v["Hypervisor"]["Debug"], true);
     assert_eq!(v["Runtime"]["Debug"], true);
 }
+
+#[test]
+fn per_type_rules_of_clh_acrn_and_qemu() {
+    // clh needs an image or an initrd; acrn needs an image.
+    let e = load_err(&shipped("configuration-clh.toml").replace(
+        "image = \"/usr/share/kata-containers/kata-containers.img\"",
+        "",
+    ));
+    assert!(
+        e.contains("image or initrd must be defined in the configuration file"),
+        "{e}"
+    );
+    let e = load_err(
+        &shipped("configuration-clh.toml")
+            .replace("shared_fs = \"virtio-fs\"", "shared_fs = \"virtio-9p\""),
+    );
+    assert!(
+        e.contains("clh only support virtio-fs or virtio-fs-nydus"),
+        "{e}"
+    );
+    let e = load_err(&shipped("configuration-acrn.toml").replace(
+        "image = \"/usr/share/kata-containers/kata-containers.img\"",
+        "",
+    ));
+    assert!(
+        e.contains("image must be defined in the configuration file"),
+        "{e}"
+    );
+    let e = load_err(&shipped("configuration-qemu.toml").replace(
+        "block_device_aio = \"io_uring\"",
+        "block_device_aio = \"posix\"",
+    ));
+    assert!(
+        e.contains("Invalid hypervisor block storage I/O mechanism posix"),
+        "{e}"
+    );
+    let e = load_err(
+        &shipped("configuration-qemu.toml")
+            .replace("vfio_mode=\"guest-kernel\"", "vfio_mode=\"iommufd\""),
+    );
+    assert!(e.contains("Unknown VFIO mode iommufd"), "{e}");
+    let e = load_err(
+        &shipped("configuration-qemu.toml")
+            .replace("[runtime]", "[runtime]\ndisable_new_netns = true"),
+    );
+    assert!(
+        e.contains("disable_new_netns only works with 'none' internetworking_model"),
+        "{e}"
+    );
+}
+
+#[test]
+fn normalisations_warnings_and_microvm() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_stand_ins(dir.path(), &shipped("configuration-clh.toml"))
+        .replace("[hypervisor.clh]", "[hypervisor.clh]\ndisk_rate_limiter_bw_one_time_burst = 10\nmemory_slots = 0\nmsize_9p = 0\n")
+        .replace("default_maxvcpus = 0", "default_maxvcpus = 100000");
+    let cfg = load_file(dir.path(), &text).unwrap();
+    assert_eq!(
+        cfg.hypervisor.disk_rate_limiter_bw_one_time_burst, 0,
+        "a burst without a max rate is dropped"
+    );
+    assert!(cfg.notes.iter().any(|n| {
+        n.message.contains(
+            "DiskRateLimiterBwOneTimeBurst is set but DiskRateLimiterBwMaxRate is not set",
+        )
+    }));
+    assert_eq!(cfg.hypervisor.memory_slots, 10);
+    assert_eq!(cfg.hypervisor.msize_9p, 8192);
+    assert!(cfg.hypervisor.default_max_vcpus >= 1 && cfg.hypervisor.default_max_vcpus <= 240);
+    assert_eq!(cfg.hypervisor.virtio_fs_cache, "auto");
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_stand_ins(dir.path(), &shipped("configuration-qemu.toml"))
+        .replace("machine_type = \"q35\"", "machine_type = \"microvm\"");
+    let cfg = load_file(dir.path(), &text).unwrap();
+    assert!(cfg.hypervisor.disable_image_nvdimm, "microvm has no NVDIMM");
+
+    // An image larger than the VM's memory is a warning; an initrd that large is an error.
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_stand_ins(dir.path(), &shipped("configuration-qemu.toml"))
+        .replace("default_memory = 2048", "default_memory = 256");
+    let image = dir
+        .path()
+        .join("assets/usr_share_kata-containers_kata-containers.img");
+    let f = fs::File::create(&image).unwrap();
+    f.set_len(300 * 1024 * 1024).unwrap();
+    let cfg = load_file(dir.path(), &text).unwrap();
+    assert!(
+        cfg.notes
+            .iter()
+            .any(|n| n.message.contains("VM memory (256MB) smaller than image")),
+        "{:?}",
+        cfg.notes
+    );
+}

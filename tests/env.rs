@@ -573,3 +573,26 @@ fn without_root_the_socket_path_is_unknown() {
         "cloud-hypervisor v26.0"
     );
 }
+
+/// A root of another architecture (`KATA_HOST_ARCH`): the CPU rules, `Host.Architecture` and
+/// `VMContainerCapable` all follow the inspected host, not the binary.
+#[test]
+fn a_foreign_architecture_root_is_read_with_its_own_rules() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/arm64");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kata-runtime"))
+        .env("KATA_HOST_ROOT", &root)
+        .env("KATA_HOST_ARCH", "arm64")
+        .args(["env", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["Host"]["Architecture"], "arm64");
+    assert_eq!(j["Host"]["CPU"]["Vendor"], "ARM Limited");
+    assert_eq!(j["Host"]["CPU"]["Model"], "v8");
+    assert_eq!(j["Host"]["VMContainerCapable"], true);
+}

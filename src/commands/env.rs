@@ -302,7 +302,11 @@ pub fn host_info(
     log: &slog::Logger,
     warnings: &mut Vec<String>,
 ) -> HostInfo {
-    let arch = crate::host::go_arch();
+    // The inspected host's architecture: `KATA_HOST_ARCH` when it names one (a root of
+    // another architecture), as `check` and `VMContainerCapable` use it.
+    let arch = crate::host::requirements::Arch::from_env()
+        .map(|a| a.as_str())
+        .unwrap_or_else(|_| crate::host::go_arch());
     let unknown = || UNKNOWN.to_string();
 
     let kernel = match host::read_host_file_lossy_opt(host, PROC_VERSION) {

@@ -291,4 +291,17 @@ mod tests {
             proptest::prop_assert!(!contains_word(&glued, &w));
         }
     }
+
+    #[test]
+    fn ppc64le_vendor_is_empty_and_model_is_the_last_model_line() {
+        let text = "processor\t: 0\ncpu\t\t: POWER9 (architected), altivec supported\n\nprocessor\t: 1\n\ntimebase\t: 512000000\nplatform\t: pSeries\nmodel\t\t: IBM pSeries (emulated by qemu)\nmachine\t\t: CHRP IBM pSeries\n";
+        assert_eq!(
+            vendor_and_model(text, "ppc64le").unwrap(),
+            (String::new(), "IBM pSeries (emulated by qemu)".to_string())
+        );
+        assert_eq!(
+            vendor_and_model("", "ppc64le").unwrap(),
+            (String::new(), String::new())
+        );
+    }
 }
