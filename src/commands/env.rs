@@ -14,7 +14,7 @@ use slog::warn;
 
 use crate::cli::EnvArgs;
 use crate::config::{AssetPolicy, Config, HypervisorType};
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::host::{self, cpuinfo, kernel, meminfo, os_release, protection, requirements};
 use crate::output::{self, Table, Value};
 use crate::paths::{DEV_VHOST_VSOCK, HostRoot, PROC_CPUINFO, PROC_MEMINFO, PROC_VERSION, RUN_VC};
@@ -421,27 +421,48 @@ pub fn socket_path(is_root: bool, hypervisor: HypervisorType, hypervisor_path: &
 }
 
 /// Runs `<path> --version` and returns its standard output, trimmed. `None` when it cannot
-/// start, exits non-zero or is still running after `timeout` (it is then killed).
+/// start, exits non-zero or is still running after `timeout` (it is then killed). Plain
+/// threads, no async runtime: `env` must start fast.
 pub fn hypervisor_version(path: &Path, timeout: Duration) -> Option<String> {
-    let run = async {
-        let child = tokio::process::Command::new(path)
-            .arg("--version")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        // On timeout the future, and with it the child, is dropped: kill_on_drop kills it.
-        let out = tokio::time::timeout(timeout, child.wait_with_output())
-            .await
-            .ok()?
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    use std::io::Read as _;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut child = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    let output = rx
+        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        .ok();
+    // The output is complete; the process should be gone or about to be.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if output.is_some() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
     };
-    context::block_on(run).ok().flatten()
+    match (status, output) {
+        (Some(s), Some(out)) if s.success() => {
+            Some(String::from_utf8_lossy(&out).trim().to_string())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
