@@ -434,34 +434,30 @@ pub fn hypervisor_version(path: &Path, timeout: Duration) -> Option<String> {
         .spawn()
         .ok()?;
     let mut stdout = child.stdout.take()?;
+    let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
+    // The thread owns the child: it reads the output, reaps the process and reports both.
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = stdout.read_to_end(&mut buf);
-        let _ = tx.send(buf);
+        let status = child.wait();
+        let _ = tx.send((buf, status));
     });
-    let output = rx
-        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-        .ok();
-    // The output is complete; the process should be gone or about to be.
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if output.is_some() && std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    match (status, output) {
-        (Some(s), Some(out)) if s.success() => {
+    match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        Ok((out, Ok(status))) if status.success() => {
             Some(String::from_utf8_lossy(&out).trim().to_string())
         }
-        _ => None,
+        Ok(_) => None,
+        Err(_) => {
+            // Still running (not yet reaped, so the pid is still its own): stop it.
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            None
+        }
     }
 }
 
