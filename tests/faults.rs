@@ -371,6 +371,34 @@ fn vmm_case(peer: Peer) {
     );
 
     let what = format!("exec vs VMM {peer:?}");
+    // The dial budget, one handshake wait, and start-up slack.
+    let stderr = assert_clean_failure(
+        &run,
+        &what,
+        VMM_SOCKET,
+        vmm_words(peer),
+        DIAL_BUDGET + Duration::from_secs(1) + SLACK,
+    );
+    if peer == Peer::PermissionDenied {
+        // Asking again cannot help: one attempt, not 3 s of retries.
+        assert!(
+            stderr.contains("(1 attempt in"),
+            "{what}: permission denied was retried: {}",
+            run.stderr
+        );
+    }
+}
+
+/// What every failing client run must look like: exit 1 (no signal, no panic, not hung),
+/// stderr naming `socket` and one of `words`, nothing on stdout, within `limit`, RSS bounded.
+/// Returns stderr in lower case for further checks.
+fn assert_clean_failure(
+    run: &faults::Run,
+    what: &str,
+    socket: &str,
+    words: &[&str],
+    limit: Duration,
+) -> String {
     let stderr = run.stderr.to_lowercase();
     eprintln!(
         "{what}: exit {:?} in {:?}, rss {:?} KiB, stdout {} bytes: {}",
@@ -389,19 +417,10 @@ fn vmm_case(peer: Peer) {
         run.stderr
     );
     assert!(
-        run.stderr.contains(VMM_SOCKET),
-        "{what}: stderr does not name the VMM socket {VMM_SOCKET}: {}",
+        run.stderr.contains(socket),
+        "{what}: stderr does not name the socket {socket}: {}",
         run.stderr
     );
-    if peer == Peer::PermissionDenied {
-        // Asking again cannot help: one attempt, not 3 s of retries.
-        assert!(
-            stderr.contains("(1 attempt in"),
-            "{what}: permission denied was retried: {}",
-            run.stderr
-        );
-    }
-    let words = vmm_words(peer);
     assert!(
         words.iter().any(|w| stderr.contains(w)),
         "{what}: stderr says none of {words:?}: {}",
@@ -413,15 +432,15 @@ fn vmm_case(peer: Peer) {
         "{what}: wrote to stdout: {:?}",
         run.stdout_text()
     );
-    // The dial budget, one handshake wait, and start-up slack.
     assert!(
-        run.elapsed < DIAL_BUDGET + Duration::from_secs(1) + SLACK,
-        "{what}: took {:?}",
+        run.elapsed < limit,
+        "{what}: took {:?}, limit {limit:?}",
         run.elapsed
     );
     if let Some(kib) = run.max_rss_kib {
         assert!(kib < MAX_RSS_KIB, "{what}: peak RSS {kib} KiB");
     }
+    stderr
 }
 
 fn vmm_matrix(peers: &[Peer]) {
@@ -556,48 +575,13 @@ fn factory_case(peer: Peer, config: &str, sub: &str) {
         "factory {sub} vs {peer:?} changed the host root"
     );
     let what = format!("factory {sub} vs {peer:?}");
-    let stderr = run.stderr.to_lowercase();
-    eprintln!(
-        "{what}: exit {:?} in {:?}, rss {:?} KiB, stdout {} bytes: {}",
-        run.code,
-        run.elapsed,
-        run.max_rss_kib,
-        run.stdout_len,
-        run.stderr.trim()
+    assert_clean_failure(
+        &run,
+        &what,
+        CACHE_SOCKET,
+        factory_words(peer),
+        Duration::from_millis(TIMEOUT_MS) + SLACK,
     );
-    assert!(!run.killed_by_guard, "{what}: hung, killed after the guard");
-    assert_eq!(run.signal, None, "{what}: died by a signal: {}", run.stderr);
-    assert_eq!(run.code, Some(1), "{what}: stderr: {}", run.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "{what}: panicked: {}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(CACHE_SOCKET),
-        "{what}: stderr does not name the socket {CACHE_SOCKET}: {}",
-        run.stderr
-    );
-    let words = factory_words(peer);
-    assert!(
-        words.iter().any(|w| stderr.contains(w)),
-        "{what}: stderr says none of {words:?}: {}",
-        run.stderr
-    );
-    assert_eq!(
-        run.stdout_len,
-        0,
-        "{what}: wrote to stdout: {:?}",
-        run.stdout_text()
-    );
-    assert!(
-        run.elapsed < Duration::from_millis(TIMEOUT_MS) + SLACK,
-        "{what}: took {:?}, the timeout is {TIMEOUT_MS} ms",
-        run.elapsed
-    );
-    if let Some(kib) = run.max_rss_kib {
-        assert!(kib < MAX_RSS_KIB, "{what}: peak RSS {kib} KiB");
-    }
 }
 
 fn factory_words(peer: Peer) -> &'static [&'static str] {
